@@ -21,6 +21,7 @@ typedef struct foehn_launcher_row {
     foehn_names rank, size, local_rank, local_size, node_index, num_nodes, job_id;
     foehn_names hostlist;   /* the job's hosts, Slurm hostlist grammar */
     foehn_names counts;     /* ranks per host, Slurm "2(x3),1" grammar */
+    foehn_names node_name;  /* this node as the hostlist names it (else the host name) */
 } foehn_launcher_row;
 
 /* One scheduler: how it names the job and where its allocation's hosts are. */
@@ -30,6 +31,7 @@ typedef struct foehn_scheduler_row {
     foehn_names job_id;
     foehn_names hostlist;   /* Slurm hostlist grammar */
     foehn_names counts;     /* slots per host, Slurm counts grammar */
+    foehn_names step;       /* set inside a job step, whose counts replace the allocation's */
     foehn_names node_count; /* must agree with the hostlist when both are set */
     foehn_names nodefile;   /* a file with one line per slot */
     foehn_names host_slots; /* "host slots host slots ..." (LSB_MCPU_HOSTS) */

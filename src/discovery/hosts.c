@@ -304,7 +304,9 @@ int foehn_allocation_read(const foehn_scheduler_row *row, char *const *envp, foe
     } else if ((value = foehn_env_first(envp, row->host_slots, &var)) && *value) {
         rc = read_host_slots(t, var, value, err);
     } else if ((value = foehn_env_first(envp, row->hostlist, &var))) {
-        const char *counts = foehn_env_first(envp, row->counts, &counts_var);
+        const char *counts = foehn_env_first(envp, row->step, NULL)
+                                 ? NULL
+                                 : foehn_env_first(envp, row->counts, &counts_var);
         rc = foehn_hosts_from_slurm(t, var, value, counts_var, counts, err);
         if (rc == FOEHN_OK)
             rc = check_node_count(row, envp, t, var, value, err);

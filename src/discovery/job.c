@@ -155,7 +155,7 @@ static int fill_job_hosts(foehn_job *job, const foehn_launcher_row *row, char *c
     if (rc == FOEHN_OK && hosts.hosts.len > 0) {
         if (job->node_index == FOEHN_UNKNOWN) {
             /* Slurm names nodes by SLURMD_NODENAME, which may differ from the host name. */
-            const char *me = foehn_env_get(envp, "SLURMD_NODENAME");
+            const char *me = row ? foehn_env_first(envp, row->node_name, NULL) : NULL;
             long at = foehn_host_table_find(&hosts, me ? me : job->hostname);
             if (at >= 0)
                 job->node_index = (int)at;

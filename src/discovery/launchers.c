@@ -59,7 +59,10 @@ static const foehn_launcher_row launchers[] = {
      .local_rank = {"SLURM_LOCALID"}, .node_index = {"SLURM_NODEID"},
      .num_nodes = {"SLURM_STEP_NUM_NODES", "SLURM_NNODES"},
      .job_id = {"SLURM_JOB_ID", "SLURM_JOBID"},
-     .hostlist = {"SLURM_STEP_NODELIST"}, .counts = {"SLURM_STEP_TASKS_PER_NODE"}},
+     .hostlist = {"SLURM_STEP_NODELIST"}, .counts = {"SLURM_STEP_TASKS_PER_NODE"},
+     /* Only slurmd's own tasks can trust it: mpiexec.hydra forwards its whole
+      * environment, so its ranks on other nodes see the batch node's name. */
+     .node_name = {"SLURMD_NODENAME"}},
 
     /* Any other PMIx server (prterun without Open MPI's personality, ...): the
      * rank is in the environment, the rest comes from PMIx itself. */

@@ -23,7 +23,10 @@ static const foehn_scheduler_row schedulers[] = {
     {.id = FOEHN_SCHEDULER_SLURM, .marker = {"SLURM_JOB_ID", "SLURM_JOBID"},
      .job_id = {"SLURM_JOB_ID", "SLURM_JOBID"},
      .hostlist = {"SLURM_JOB_NODELIST", "SLURM_NODELIST"},
-     .counts = {"SLURM_TASKS_PER_NODE"},
+     /* Inside a step srun rewrites SLURM_TASKS_PER_NODE with the step's layout,
+      * which may cover fewer nodes (mpirun's daemon step on one node): there the
+      * allocation's slots are unknown. */
+     .counts = {"SLURM_TASKS_PER_NODE"}, .step = {"SLURM_STEP_ID", "SLURM_STEPID"},
      .node_count = {"SLURM_JOB_NUM_NODES", "SLURM_NNODES"},
      .workdir = {"SLURM_SUBMIT_DIR"}},
 };

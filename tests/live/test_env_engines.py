@@ -119,3 +119,38 @@ def test_shell_output_inside_an_allocation(slurm):
         'echo "nhosts=$FOEHN_NHOSTS hosts=$FOEHN_HOSTS list=$FOEHN_HOSTLIST '
         'sched=$FOEHN_SCHEDULER ngpus=$FOEHN_NGPUS"\n', nodes=2, ntasks=2)
     assert "nhosts=2 hosts=n1 n2 list=n[1-2] sched=slurm ngpus=0" in out
+
+
+def assert_two_nodes(recs, launcher):
+    """Four ranks, two per node, each knowing the node it really runs on."""
+    assert [r["rank"] for r in recs] == [0, 1, 2, 3], recs
+    for r in recs:
+        assert r["launcher"] == launcher and r["scheduler"] == "slurm"
+        assert r["size"] == 4 and r["local_size"] == 2 and r["num_nodes"] == 2
+        assert r["hosts"] == ["n1", "n2"]
+        assert r["hostname"] == ["n1", "n2"][r["rank"] // 2]
+        assert r["node_index"] == r["rank"] // 2
+        assert r["local_rank"] == r["rank"] % 2
+
+
+def sbatch_records(slurm, line):
+    out = slurm.sbatch_wait(line + "\n", nodes=2, ntasks=4, timeout=120)
+    recs = [json.loads(x) for x in out.splitlines() if x.startswith("{")]
+    return sorted(recs, key=lambda r: r["rank"])
+
+
+def test_mpirun_inside_sbatch_two_nodes(slurm, openmpi):
+    """The design brief's trap: ranks of mpirun in a batch script inherit SLURM_PROCID=0
+    (and those on the second node see the one-task step srun made for mpirun's daemon).
+    The innermost launcher's variables must win."""
+    recs = sbatch_records(slurm, f"{openmpi.program} --allow-run-as-root --oversubscribe "
+                                 f"-n 4 {foehn_program()} env --json")
+    assert_two_nodes(recs, "openmpi")
+
+
+def test_mpich_hydra_inside_sbatch_two_nodes(slurm, hydra):
+    """Hydra forwards the batch script's whole environment (SLURMD_NODENAME=n1,
+    SLURM_NODEID=0) to ranks on every node: the host name must decide the node.
+    -iface eth0: the test nodes' names do not resolve, their addresses do."""
+    recs = sbatch_records(slurm, f"{hydra.program} -iface eth0 -n 4 {foehn_program()} env --json")
+    assert_two_nodes(recs, "hydra")
