@@ -62,9 +62,14 @@ say "Python packages for .venv (torch 2.13.0 CPU, pytest, build tools)"
 # torch==2.13.0 exactly: that CPU wheel lies on disk; anything newer pulls CUDA.
 .venv/bin/python -m pip install -q torch==2.13.0 numpy pytest meson-python meson ninja
 
-say "building the Foehn wheel (C core, stable ABI)"
+# The wheel is built by the oldest Python the stable ABI build supports (3.9), so
+# that its tag (cp39-abi3) admits every interpreter from 3.9 on.
+PYBUILD=$(find_python 3.9) || PYBUILD=$PY311
+make_venv .venv-build "$PYBUILD"
+.venv-build/bin/python -m pip install -q meson-python meson ninja
+say "building the Foehn wheel (C core, stable ABI) with $("$PYBUILD" -V)"
 rm -rf dist
-.venv/bin/python -m pip wheel -q --no-deps --no-build-isolation -w dist .
+.venv-build/bin/python -m pip wheel -q --no-deps --no-build-isolation -w dist .
 WHEEL=$(ls dist/foehn_hpc-*.whl)
 .venv/bin/python -m pip install -q --force-reinstall --no-deps "$WHEEL"
 

@@ -29,6 +29,16 @@ say "C tests"
 meson_build build/c
 meson test -C build/c --print-errorlogs
 
+say "the C API as a C user gets it: install, pkg-config foehn, build examples/c/where.c"
+rm -rf build/prefix
+meson_build build/install --prefix="$PWD/build/prefix" -Dtests=false
+meson install -C build/install >/dev/null
+PC_DIR=$(dirname "$(find build/prefix -name foehn.pc)")
+LIB_DIR=$(dirname "$(find build/prefix -name 'libfoehn.so' | head -n 1)")
+# shellcheck disable=SC2046
+cc examples/c/where.c $(PKG_CONFIG_PATH="$PC_DIR" pkg-config --cflags --libs foehn) -o build/where
+LD_LIBRARY_PATH="$LIB_DIR" build/where
+
 say "C tests under AddressSanitizer + UndefinedBehaviorSanitizer"
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 meson_build build/asan -Db_sanitize=address,undefined -Db_lundef=false

@@ -345,8 +345,25 @@ typedef struct hl_cursor {
     unsigned long long value;
 } hl_cursor;
 
+/* Writes v in decimal, zero-padded to width; returns its length. Runs once per
+ * host, where snprintf's format parsing would dominate a large expansion. */
+static size_t format_padded(char *out, unsigned long long v, size_t width)
+{
+    char digits[24];
+    size_t n = 0;
+    do {
+        digits[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    size_t pad = n < width ? width - n : 0;
+    memset(out, '0', pad);
+    for (size_t i = 0; i < n; i++)
+        out[pad + i] = digits[n - 1 - i];
+    return pad + n;
+}
+
 /* Writes the name the cursors point at into buf (big enough: measured before). */
-static void format_name(const hl_parse *p, const hl_entry *e, const hl_cursor *cur, char *buf)
+static size_t format_name(const hl_parse *p, const hl_entry *e, const hl_cursor *cur, char *buf)
 {
     size_t len = 0;
     for (size_t i = 0; i < e->nsegments; i++) {
@@ -356,11 +373,11 @@ static void format_name(const hl_parse *p, const hl_entry *e, const hl_cursor *c
             len += g->len;
         } else {
             const hl_range *r = &p->ranges[cur[i].range];
-            len += (size_t)snprintf(buf + len, HOSTLIST_NAME_MAX + 1 - len, "%0*llu", (int)r->width,
-                                    cur[i].value);
+            len += format_padded(buf + len, cur[i].value, r->width);
         }
     }
     buf[len] = '\0';
+    return len;
 }
 
 /* Steps the odometer, last group fastest (Slurm's cartesian order); false at the end. */
@@ -395,8 +412,7 @@ static int expand_entry(const hl_parse *p, const hl_entry *e, hl_cursor *cur, ch
         cur[i].value = g->nranges ? p->ranges[g->first_range].lo : 0;
     }
     do {
-        format_name(p, e, cur, name);
-        size_t n = strlen(name) + 1;
+        size_t n = format_name(p, e, cur, name) + 1;
         char *copy = malloc(n);
         if (!copy)
             return foehn_fail(p->err, FOEHN_ERR_NOMEM, "out of memory expanding hostlist \"%s\"", p->input);
