@@ -6,17 +6,15 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "check.h"
 #include "foehn.h"
+#include "job_check.h"
 
 #define U FOEHN_UNKNOWN
 #define MAXENV 40
 
 typedef struct expect {
-    const char *launcher, *scheduler, *job_id;
-    int rank, size, local_rank, local_size, node_index, num_nodes;
-    const char *hosts;            /* space separated; NULL: unknown */
-    const char *ranks_per_host;   /* space separated; NULL: unknown */
+    placement where;
+    const char *job_id;
     const char *allocation;       /* space separated; NULL: none */
     const char *slots;            /* space separated; NULL: none */
 } expect;
@@ -40,20 +38,6 @@ static const char *nodefile(int slot, const char *text)
     return paths[slot];
 }
 
-static void join_strings(char *out, size_t len, char *const *v, size_t n)
-{
-    out[0] = '\0';
-    for (size_t i = 0; v && i < n; i++)
-        snprintf(out + strlen(out), len - strlen(out), "%s%s", i ? " " : "", v[i]);
-}
-
-static void join_ints(char *out, size_t len, const int *v, size_t n)
-{
-    out[0] = '\0';
-    for (size_t i = 0; v && i < n; i++)
-        snprintf(out + strlen(out), len - strlen(out), "%s%d", i ? " " : "", v[i]);
-}
-
 static void run_case(const job_case *c)
 {
     fprintf(stderr, "case %s\n", c->name);
@@ -67,20 +51,9 @@ static void run_case(const job_case *c)
         return;
     }
     const expect *w = &c->want;
-    CHECK_STR(foehn_launcher_name(job.launcher), w->launcher);
-    CHECK_STR(foehn_scheduler_name(job.scheduler), w->scheduler);
+    check_placement(&job, &w->where);
     CHECK_STR(job.job_id, w->job_id);
-    CHECK_INT(job.rank, w->rank);
-    CHECK_INT(job.size, w->size);
-    CHECK_INT(job.local_rank, w->local_rank);
-    CHECK_INT(job.local_size, w->local_size);
-    CHECK_INT(job.node_index, w->node_index);
-    CHECK_INT(job.num_nodes, w->num_nodes);
     char buf[1024];
-    join_strings(buf, sizeof buf, job.hosts, job.nhosts);
-    CHECK_STR(job.hosts ? buf : NULL, w->hosts);
-    join_ints(buf, sizeof buf, job.ranks_per_host, job.nhosts);
-    CHECK_STR(job.ranks_per_host ? buf : NULL, w->ranks_per_host);
     join_strings(buf, sizeof buf, job.allocation_hosts, job.allocation_nhosts);
     CHECK_STR(job.allocation_hosts ? buf : NULL, w->allocation);
     join_ints(buf, sizeof buf, job.allocation_slots, job.allocation_nhosts);
@@ -129,7 +102,7 @@ int main(void)
     const job_case cases[] = {
         {"plain process",
          {NULL},
-         {"none", "none", NULL, 0, 1, 0, 1, 0, 1, "h1", "1", NULL, NULL}},
+         {{"none", "none", 0, 1, 0, 1, 0, 1, "h1", "1"}, NULL, NULL, NULL}},
         {"srun, two nodes, rank 3 of 4",
          {"SLURM_JOB_ID=42", "SLURM_JOBID=42", "SLURM_STEP_ID=0", "SLURM_STEPID=0",
           "SLURM_PROCID=3", "SLURM_NTASKS=4", "SLURM_STEP_NUM_TASKS=4", "SLURM_LOCALID=1",
@@ -137,15 +110,14 @@ int main(void)
           "SLURM_STEP_NODELIST=n[1-2]", "SLURM_STEP_TASKS_PER_NODE=2(x2)",
           "SLURM_JOB_NODELIST=n[1-2]", "SLURM_NODELIST=n[1-2]", "SLURM_TASKS_PER_NODE=2(x2)",
           "SLURM_JOB_NUM_NODES=2", "SLURMD_NODENAME=n2", "SLURM_SUBMIT_DIR=/home/u", NULL},
-         {"slurm", "slurm", "42", 3, 4, 1, 2, 1, 2, "n1 n2", "2 2", "n1 n2", NULL}},
+         {{"slurm", "slurm", 3, 4, 1, 2, 1, 2, "n1 n2", "2 2"}, "42", "n1 n2", NULL}},
         {"srun, uneven tasks, step on part of the allocation",
          {"SLURM_JOB_ID=7", "SLURM_STEP_ID=3", "SLURM_PROCID=2", "SLURM_STEP_NUM_TASKS=3",
           "SLURM_NTASKS=3", "SLURM_LOCALID=0", "SLURM_NODEID=1", "SLURM_STEP_NUM_NODES=2",
           "SLURM_STEP_NODELIST=gpu[07-08]", "SLURM_STEP_TASKS_PER_NODE=2,1",
           "SLURM_JOB_NODELIST=gpu[07-08,11]", "SLURM_TASKS_PER_NODE=4(x3)",
           "SLURM_JOB_NUM_NODES=3", NULL},
-         {"slurm", "slurm", "7", 2, 3, 0, 1, 1, 2, "gpu07 gpu08", "2 1", "gpu07 gpu08 gpu11",
-          NULL}},
+         {{"slurm", "slurm", 2, 3, 0, 1, 1, 2, "gpu07 gpu08", "2 1"}, "7", "gpu07 gpu08 gpu11", NULL}},
         {"mpirun in sbatch, a rank on the second node: srun started mpirun's daemon there "
          "as a one-task step, whose SLURM_TASKS_PER_NODE says nothing of the allocation",
          {"SLURM_JOB_ID=1", "SLURM_STEP_ID=0", "SLURM_PROCID=0", "SLURM_NTASKS=1",
@@ -153,79 +125,74 @@ int main(void)
           "SLURM_STEP_TASKS_PER_NODE=1", "SLURM_JOB_NODELIST=n[1-2]", "SLURM_JOB_NUM_NODES=2",
           "SLURMD_NODENAME=n2", "OMPI_COMM_WORLD_RANK=2", "OMPI_COMM_WORLD_SIZE=4",
           "OMPI_COMM_WORLD_LOCAL_RANK=0", "OMPI_COMM_WORLD_LOCAL_SIZE=2", NULL},
-         {"openmpi", "slurm", "1", 2, 4, 0, 2, U, 2, "n1 n2", NULL, "n1 n2", NULL}},
+         {{"openmpi", "slurm", 2, 4, 0, 2, U, 2, "n1 n2", NULL}, "1", "n1 n2", NULL}},
         {"mpiexec.hydra in sbatch forwards the batch node's SLURMD_NODENAME and "
          "SLURM_NODEID to every rank: the host name decides the node",
          {"SLURM_JOB_ID=2", "SLURM_STEP_ID=0", "SLURM_NODEID=0", "SLURMD_NODENAME=n1",
           "SLURM_JOB_NODELIST=n1,h1", "PMI_RANK=3", "PMI_SIZE=4", "MPI_LOCALRANKID=1",
           "MPI_LOCALNRANKS=2", "PMI_FD=9", NULL},
-         {"hydra", "slurm", "2", 3, 4, 1, 2, 1, 2, "n1 h1", NULL, "n1 h1", NULL}},
+         {{"hydra", "slurm", 3, 4, 1, 2, 1, 2, "n1 h1", NULL}, "2", "n1 h1", NULL}},
         {"srun --mpi=pmi2 is srun, not Hydra",
          {"SLURM_JOB_ID=9", "SLURM_STEP_ID=0", "SLURM_PROCID=1", "SLURM_NTASKS=2",
           "SLURM_LOCALID=1", "SLURM_NODEID=0", "SLURM_NNODES=1", "SLURM_STEP_NODELIST=h1",
           "SLURM_STEP_TASKS_PER_NODE=2", "SLURM_JOB_NODELIST=h1", "PMI_FD=7", "PMI_RANK=1",
           "PMI_SIZE=2", "PMI_JOBID=9.0", NULL},
-         {"slurm", "slurm", "9", 1, 2, 1, 2, 0, 1, "h1", "2", "h1", NULL}},
+         {{"slurm", "slurm", 1, 2, 1, 2, 0, 1, "h1", "2"}, "9", "h1", NULL}},
         {"sbatch script: a job of one inside the allocation",
          {"SLURM_JOB_ID=11", "SLURM_JOBID=11", "SLURM_PROCID=0", "SLURM_LOCALID=0",
           "SLURM_NODEID=0", "SLURM_JOB_NODELIST=n[1-2]", "SLURM_TASKS_PER_NODE=2(x2)",
           "SLURM_JOB_NUM_NODES=2", "SLURM_NTASKS=4", NULL},
-         {"none", "slurm", "11", 0, 1, 0, 1, 0, 1, "h1", "1", "n1 n2", "2 2"}},
+         {{"none", "slurm", 0, 1, 0, 1, 0, 1, "h1", "1"}, "11", "n1 n2", "2 2"}},
         {"mpirun inside sbatch: the inner launcher wins over SLURM_PROCID=0",
          {"SLURM_JOB_ID=12", "SLURM_PROCID=0", "SLURM_LOCALID=0", "SLURM_NODEID=0",
           "SLURM_JOB_NODELIST=h[0-1]", "SLURM_TASKS_PER_NODE=2(x2)", "SLURM_JOB_NUM_NODES=2",
           "OMPI_COMM_WORLD_RANK=3", "OMPI_COMM_WORLD_SIZE=4", "OMPI_COMM_WORLD_LOCAL_RANK=1",
           "OMPI_COMM_WORLD_LOCAL_SIZE=2", "PMIX_RANK=3", "PMIX_NAMESPACE=1234@1", NULL},
-         {"openmpi", "slurm", "12", 3, 4, 1, 2, 1, 2, "h0 h1", "2 2", "h0 h1", "2 2"}},
+         {{"openmpi", "slurm", 3, 4, 1, 2, 1, 2, "h0 h1", "2 2"}, "12", "h0 h1", "2 2"}},
         {"mpirun on one machine",
          {"OMPI_COMM_WORLD_RANK=2", "OMPI_COMM_WORLD_SIZE=4", "OMPI_COMM_WORLD_LOCAL_RANK=2",
           "OMPI_COMM_WORLD_LOCAL_SIZE=4", "PMIX_RANK=2", "PMIX_NAMESPACE=prterun-h1-99@1", NULL},
-         {"openmpi", "none", NULL, 2, 4, 2, 4, 0, 1, "h1", "4", NULL, NULL}},
+         {{"openmpi", "none", 2, 4, 2, 4, 0, 1, "h1", "4"}, NULL, NULL, NULL}},
         {"mpiexec.hydra (MPICH)",
          {"PMI_RANK=1", "PMI_SIZE=2", "PMI_FD=6", "MPI_LOCALRANKID=1", "MPI_LOCALNRANKS=2", NULL},
-         {"hydra", "none", NULL, 1, 2, 1, 2, 0, 1, "h1", "2", NULL, NULL}},
+         {{"hydra", "none", 1, 2, 1, 2, 0, 1, "h1", "2"}, NULL, NULL, NULL}},
         {"mpiexec.hydra in a PBS job: hosts and slots from the node file",
          {"PBS_JOBID=1234.polaris-pbs-01", pbs_nodefile, "PBS_O_WORKDIR=/home/u/run",
           "PMI_RANK=3", "PMI_SIZE=4", "MPI_LOCALRANKID=1", "MPI_LOCALNRANKS=2", NULL},
-         {"hydra", "pbs", "1234.polaris-pbs-01", 3, 4, 1, 2, 1, 2,
-          "x3005c0s13b0n0.hsn.cm.polaris.alcf.anl.gov h1.hsn.cm.polaris.alcf.anl.gov", "2 2",
-          "x3005c0s13b0n0.hsn.cm.polaris.alcf.anl.gov h1.hsn.cm.polaris.alcf.anl.gov", "2 2"}},
+         {{"hydra", "pbs", 3, 4, 1, 2, 1, 2, "x3005c0s13b0n0.hsn.cm.polaris.alcf.anl.gov h1.hsn.cm.polaris.alcf.anl.gov", "2 2"}, "1234.polaris-pbs-01", "x3005c0s13b0n0.hsn.cm.polaris.alcf.anl.gov h1.hsn.cm.polaris.alcf.anl.gov", "2 2"}},
         {"PALS mpiexec under PBS (Polaris, Aurora)",
          {"PBS_JOBID=77.aurora", pbs_nodefile, "PALS_RANKID=2", "PALS_LOCAL_RANKID=0",
           "PALS_NODEID=1", "PALS_APID=abc-123", "PMI_RANK=2", "PMI_SIZE=4", "PMI_LOCAL_RANK=0",
           "PMI_LOCAL_SIZE=2", NULL},
-         {"pals", "pbs", "77.aurora", 2, 4, 0, 2, 1, 2,
-          "x3005c0s13b0n0.hsn.cm.polaris.alcf.anl.gov h1.hsn.cm.polaris.alcf.anl.gov", "2 2",
-          "x3005c0s13b0n0.hsn.cm.polaris.alcf.anl.gov h1.hsn.cm.polaris.alcf.anl.gov", "2 2"}},
+         {{"pals", "pbs", 2, 4, 0, 2, 1, 2, "x3005c0s13b0n0.hsn.cm.polaris.alcf.anl.gov h1.hsn.cm.polaris.alcf.anl.gov", "2 2"}, "77.aurora", "x3005c0s13b0n0.hsn.cm.polaris.alcf.anl.gov h1.hsn.cm.polaris.alcf.anl.gov", "2 2"}},
         {"flux run (serves PMI too)",
          {"FLUX_TASK_RANK=5", "FLUX_TASK_LOCAL_ID=1", "FLUX_JOB_SIZE=8", "FLUX_JOB_NNODES=2",
           "FLUX_JOB_ID=f3ETxsR9H", "FLUX_URI=local:///tmp/flux-x/local-0", "PMI_RANK=5",
           "PMI_SIZE=8", "PMI_FD=4", NULL},
-         {"flux", "flux", "f3ETxsR9H", 5, 8, 1, U, U, 2, NULL, NULL, NULL, NULL}},
+         {{"flux", "flux", 5, 8, 1, U, U, 2, NULL, NULL}, "f3ETxsR9H", NULL, NULL}},
         {"flux with a node list",
          {"FLUX_TASK_RANK=1", "FLUX_TASK_LOCAL_ID=1", "FLUX_JOB_SIZE=4", "FLUX_JOB_NNODES=2",
           "FLUX_JOB_ID=f2", "FLUX_JOB_NODELIST=corona[171,173]", NULL},
-         {"flux", "flux", "f2", 1, 4, 1, U, U, 2, "corona171 corona173", NULL,
-          "corona171 corona173", NULL}},
+         {{"flux", "flux", 1, 4, 1, U, U, 2, "corona171 corona173", NULL}, "f2", "corona171 corona173", NULL}},
         {"jsrun under LSF (Spectrum MPI sets OMPI_* too)",
          {"LSB_JOBID=555", "LSB_MCPU_HOSTS=batch3 1 h41n03 42 h1 42", "JSM_NAMESPACE_RANK=7",
           "JSM_NAMESPACE_SIZE=12", "JSM_NAMESPACE_LOCAL_RANK=1", "JSM_NAMESPACE_LOCAL_SIZE=6",
           "OMPI_COMM_WORLD_RANK=7", "OMPI_COMM_WORLD_SIZE=12", "OMPI_COMM_WORLD_LOCAL_RANK=1",
           "OMPI_COMM_WORLD_LOCAL_SIZE=6", NULL},
-         {"lsf", "lsf", "555", 7, 12, 1, 6, 1, 2, "h41n03 h1", NULL, "h41n03 h1", "42 42"}},
+         {{"lsf", "lsf", 7, 12, 1, 6, 1, 2, "h41n03 h1", NULL}, "555", "h41n03 h1", "42 42"}},
         {"LSF host file wins over LSB_MCPU_HOSTS; launch node dropped",
          {"LSB_JOBID=556", lsf_hostfile, "LSB_MCPU_HOSTS=batch3 1 h41n03 3 h1 3", NULL},
-         {"none", "lsf", "556", 0, 1, 0, 1, 0, 1, "h1", "1", "h41n03 h1", "3 3"}},
+         {{"none", "lsf", 0, 1, 0, 1, 0, 1, "h1", "1"}, "556", "h41n03 h1", "3 3"}},
         {"Cobalt node file",
          {"COBALT_JOBID=31337", cobalt_nodefile, NULL},
-         {"none", "cobalt", "31337", 0, 1, 0, 1, 0, 1, "h1", "1", "nid00010 nid00011", "1 1"}},
+         {{"none", "cobalt", 0, 1, 0, 1, 0, 1, "h1", "1"}, "31337", "nid00010 nid00011", "1 1"}},
         {"mpirun_rsh (MVAPICH)",
          {"MV2_COMM_WORLD_RANK=0", "MV2_COMM_WORLD_SIZE=2", "MV2_COMM_WORLD_LOCAL_RANK=0",
           "MV2_COMM_WORLD_LOCAL_SIZE=2", NULL},
-         {"mvapich", "none", NULL, 0, 2, 0, 2, 0, 1, "h1", "2", NULL, NULL}},
+         {{"mvapich", "none", 0, 2, 0, 2, 0, 1, "h1", "2"}, NULL, NULL, NULL}},
         {"a PMIx server that says only the rank",
          {"PMIX_RANK=1", "PMIX_NAMESPACE=prterun-h1-4242@1", "PMIX_SERVER_URI41=x", NULL},
-         {"pmix", "none", "prterun-h1-4242@1", 1, U, U, U, U, U, NULL, NULL, NULL, NULL}},
+         {{"pmix", "none", 1, U, U, U, U, U, NULL, NULL}, "prterun-h1-4242@1", NULL, NULL}},
         {"torchrun inside srun: torchrun's variables win",
          {"SLURM_JOB_ID=20", "SLURM_STEP_ID=0", "SLURM_PROCID=0", "SLURM_NTASKS=2",
           "SLURM_LOCALID=0", "SLURM_NODEID=0", "SLURM_STEP_NODELIST=n[1-2]",
@@ -233,11 +200,11 @@ int main(void)
           "TORCHELASTIC_RUN_ID=none", "RANK=5", "WORLD_SIZE=8", "LOCAL_RANK=1",
           "LOCAL_WORLD_SIZE=4", "GROUP_RANK=1", "GROUP_WORLD_SIZE=2", "MASTER_ADDR=n1",
           "MASTER_PORT=29500", NULL},
-         {"torchrun", "slurm", "20", 5, 8, 1, 4, 1, 2, "n1 n2", NULL, "n1 n2", NULL}},
+         {{"torchrun", "slurm", 5, 8, 1, 4, 1, 2, "n1 n2", NULL}, "20", "n1 n2", NULL}},
         {"foehn run",
          {"FOEHN_RANK=2", "FOEHN_SIZE=4", "FOEHN_LOCAL_RANK=2", "FOEHN_LOCAL_SIZE=4",
           "FOEHN_JOB_ID=foehn-h1-1234", NULL},
-         {"foehn", "none", "foehn-h1-1234", 2, 4, 2, 4, 0, 1, "h1", "4", NULL, NULL}},
+         {{"foehn", "none", 2, 4, 2, 4, 0, 1, "h1", "4"}, "foehn-h1-1234", NULL, NULL}},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         run_case(&cases[i]);

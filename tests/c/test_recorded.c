@@ -5,8 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "check.h"
 #include "foehn.h"
+#include "job_check.h"
 
 #define U FOEHN_UNKNOWN
 #define MAXVARS 256
@@ -52,11 +52,7 @@ static int load(const char *name, recording *r)
     return 0;
 }
 
-typedef struct expect {
-    const char *launcher, *scheduler;
-    int rank, size, local_rank, local_size, node_index, num_nodes;
-    const char *hosts, *ranks_per_host;
-} expect;
+typedef placement expect;
 
 static void check_recording(const char *name, const expect *w)
 {
@@ -72,24 +68,7 @@ static void check_recording(const char *name, const expect *w)
     int rc = foehn_job_discover(&job, r.vars, &opt, &err);
     CHECK_INT(rc, FOEHN_OK);
     if (rc == FOEHN_OK) {
-        CHECK_STR(foehn_launcher_name(job.launcher), w->launcher);
-        CHECK_STR(foehn_scheduler_name(job.scheduler), w->scheduler);
-        CHECK_INT(job.rank, w->rank);
-        CHECK_INT(job.size, w->size);
-        CHECK_INT(job.local_rank, w->local_rank);
-        CHECK_INT(job.local_size, w->local_size);
-        CHECK_INT(job.node_index, w->node_index);
-        CHECK_INT(job.num_nodes, w->num_nodes);
-        char hosts[512] = "", counts[512] = "";
-        for (size_t i = 0; i < job.nhosts; i++) {
-            snprintf(hosts + strlen(hosts), sizeof hosts - strlen(hosts), "%s%s", i ? " " : "",
-                     job.hosts[i]);
-            if (job.ranks_per_host)
-                snprintf(counts + strlen(counts), sizeof counts - strlen(counts), "%s%d",
-                         i ? " " : "", job.ranks_per_host[i]);
-        }
-        CHECK_STR(job.hosts ? hosts : NULL, w->hosts);
-        CHECK_STR(job.ranks_per_host ? counts : NULL, w->ranks_per_host);
+        check_placement(&job, w);
         foehn_job_clear(&job);
     } else {
         fprintf(stderr, "  error: %s\n", err.message);
