@@ -25,7 +25,13 @@ typedef enum foehn_status {
     FOEHN_ERR_INVALID = -1, /* malformed input: a variable, a hostlist, a file's contents */
     FOEHN_ERR_NOMEM = -2,
     FOEHN_ERR_IO = -3,      /* a named file could not be read */
-    FOEHN_ERR_LIMIT = -4    /* input asks for more than Foehn will hold (e.g. 10^9 hosts) */
+    FOEHN_ERR_LIMIT = -4,   /* input asks for more than Foehn will hold (e.g. 10^9 hosts) */
+    FOEHN_ERR_TIMEOUT = -5, /* a wait ran out of time; the message says what for */
+    FOEHN_ERR_PEER = -6,    /* a peer rank died or disconnected; the message names it */
+    FOEHN_ERR_NOTFOUND = -7, /* a key no rank put */
+    FOEHN_ERR_UNAVAILABLE = -8, /* a service this needs is missing (libpmix, PMI_FD, ...) */
+    FOEHN_ERR_PROTOCOL = -9, /* a peer or server said something malformed or unexpected */
+    FOEHN_ERR_SYSTEM = -10  /* a system call failed; the message has strerror */
 } foehn_status;
 
 /* A sentence for the user; always NUL-terminated, empty when there is no error. */
