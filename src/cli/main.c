@@ -12,6 +12,7 @@ typedef struct command {
 } command;
 
 static const command commands[] = {
+    {"run", foehn_cmd_run, "start N ranks of a program here, with the rendezvous they bootstrap by"},
     {"env", foehn_cmd_env, "where this process is: launcher, scheduler, ranks, hosts, GPUs"},
 };
 
