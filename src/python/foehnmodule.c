@@ -8,8 +8,12 @@
 #include <string.h>
 
 #include "foehn.h"
+#include "net/address.h"
+#include "python/module.h"
 
 extern char **environ;
+
+foehn_py_state_t foehn_py_state;
 
 /* A UTF-8 copy of a str (malloc'd), or NULL with a Python error set. */
 static char *utf8_copy(PyObject *s, const char *what)
@@ -121,10 +125,10 @@ static PyObject *job_json(PyObject *self, PyObject *args, PyObject *kwargs)
         foehn_job_clear(&job);
     }
     Py_END_ALLOW_THREADS
-    if (rc == FOEHN_ERR_NOMEM)
-        PyErr_NoMemory();
+    if (rc == FOEHN_ERR_IO)
+        PyErr_SetString(PyExc_OSError, err.message);
     else if (rc != FOEHN_OK)
-        PyErr_SetString(rc == FOEHN_ERR_IO ? PyExc_OSError : PyExc_ValueError, err.message);
+        foehn_py_raise(rc, &err);
     else
         result = PyUnicode_FromString(text);
     free(text);
@@ -134,14 +138,6 @@ out:
     free(cwd);
     free_envp(envp);
     return result;
-}
-
-static PyObject *raise_status(int rc, const foehn_error *err)
-{
-    if (rc == FOEHN_ERR_NOMEM)
-        return PyErr_NoMemory();
-    PyErr_SetString(PyExc_ValueError, err->message);
-    return NULL;
 }
 
 PyDoc_STRVAR(hostlist_expand_doc,
@@ -160,7 +156,7 @@ static PyObject *hostlist_expand(PyObject *self, PyObject *arg)
     int rc = foehn_hostlist_expand(text, &hosts, &n, &err);
     free(text);
     if (rc != FOEHN_OK)
-        return raise_status(rc, &err);
+        return foehn_py_raise(rc, &err);
     PyObject *list = PyList_New((Py_ssize_t)n);
     for (size_t i = 0; list && i < n; i++) {
         PyObject *s = PyUnicode_FromString(hosts[i]);
@@ -198,7 +194,7 @@ static PyObject *hostlist_compress(PyObject *self, PyObject *arg)
     foehn_error err;
     int rc = foehn_hostlist_compress((const char *const *)hosts, (size_t)n, &text, &err);
     if (rc != FOEHN_OK) {
-        raise_status(rc, &err);
+        foehn_py_raise(rc, &err);
         goto out;
     }
     result = PyUnicode_FromString(text);
@@ -210,7 +206,51 @@ out:
     return result;
 }
 
+PyDoc_STRVAR(choose_address_doc,
+"choose_address(peers, single_host) -> (ip, interface, why)\n\n"
+"The address of this host the job's other ranks can reach: FOEHN_IFACE when set,\n"
+"loopback for a job on one host, else the route to one of peers (host names).");
+
+static PyObject *choose_address(PyObject *self, PyObject *args)
+{
+    (void)self;
+    PyObject *peers_o;
+    int single_host;
+    if (!PyArg_ParseTuple(args, "Op", &peers_o, &single_host))
+        return NULL;
+    PyObject *seq = PySequence_List(peers_o);
+    if (!seq)
+        return NULL;
+    Py_ssize_t n = PyList_Size(seq);
+    char **peers = calloc((size_t)n + 1, sizeof *peers);
+    PyObject *result = NULL;
+    if (!peers) {
+        PyErr_NoMemory();
+        goto out;
+    }
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (!(peers[i] = utf8_copy(PyList_GetItem(seq, i), "host names")))
+            goto out;
+    foehn_address addr;
+    foehn_error err;
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = foehn_address_choose(environ, (const char *const *)peers, (size_t)n, single_host, &addr,
+                              &err);
+    Py_END_ALLOW_THREADS
+    if (rc != FOEHN_OK)
+        foehn_py_raise(rc, &err);
+    else
+        result = Py_BuildValue("(sss)", addr.ip, addr.iface, addr.why);
+out:
+    if (peers)
+        foehn_strv_free(peers, (size_t)n);
+    Py_DECREF(seq);
+    return result;
+}
+
 static PyMethodDef methods[] = {
+    {"choose_address", choose_address, METH_VARARGS, choose_address_doc},
     {"job_json", (PyCFunction)(void (*)(void))job_json, METH_VARARGS | METH_KEYWORDS, job_json_doc},
     {"hostlist_expand", hostlist_expand, METH_O, hostlist_expand_doc},
     {"hostlist_compress", hostlist_compress, METH_O, hostlist_compress_doc},
@@ -222,10 +262,48 @@ static struct PyModuleDef module = {
     NULL, NULL, NULL, NULL,
 };
 
+/* Adds an exception class named foehn.<name> with the given bases. */
+static PyObject *add_exception(PyObject *m, const char *name, PyObject *bases, const char *doc)
+{
+    char qualified[64];
+    snprintf(qualified, sizeof qualified, "foehn.%s", name);
+    PyObject *exc = PyErr_NewExceptionWithDoc(qualified, doc, bases, NULL);
+    if (!exc)
+        return NULL;
+    Py_INCREF(exc);
+    if (PyModule_AddObject(m, name, exc) < 0) {
+        Py_DECREF(exc);
+        Py_DECREF(exc);
+        return NULL;
+    }
+    return exc;
+}
+
 PyMODINIT_FUNC PyInit__foehn(void)
 {
     PyObject *m = PyModule_Create(&module);
-    if (m && PyModule_AddStringConstant(m, "version", FOEHN_VERSION) < 0)
-        Py_CLEAR(m);
+    if (!m)
+        return NULL;
+    foehn_py_state.error = add_exception(m, "Error", PyExc_RuntimeError,
+                                         "A Foehn operation failed; the message says why.");
+    PyObject *timeout_bases = foehn_py_state.error
+        ? PyTuple_Pack(2, foehn_py_state.error, PyExc_TimeoutError) : NULL;
+    foehn_py_state.timeout_error = timeout_bases
+        ? add_exception(m, "TimeoutError", timeout_bases,
+                        "A wait ran out of time; the message says what for and what to check.")
+        : NULL;
+    Py_XDECREF(timeout_bases);
+    foehn_py_state.peer_error = foehn_py_state.error
+        ? add_exception(m, "PeerError", foehn_py_state.error,
+                        "Another rank of the job died or disconnected; the message names it.")
+        : NULL;
+    PyObject *pm_type = foehn_py_pm_type();
+    if (!foehn_py_state.peer_error || !foehn_py_state.timeout_error || !pm_type ||
+        PyModule_AddObject(m, "PM", pm_type) < 0 ||
+        PyModule_AddStringConstant(m, "version", FOEHN_VERSION) < 0) {
+        Py_XDECREF(pm_type);
+        Py_DECREF(m);
+        return NULL;
+    }
     return m;
 }

@@ -1,0 +1,148 @@
+"""foehn.pytorch.init_process_group: a torch.distributed process group under any
+launcher, with no MASTER_ADDR and no MASTER_PORT.
+
+Rank 0 starts torch's TCPStore on a port the kernel picks, publishes address:port
+through the launcher's process-management service, and after a fence every rank
+connects. Every argument is torch's own and passes through.
+"""
+from __future__ import annotations
+
+import datetime
+import inspect
+import os
+from typing import Any
+
+from . import _foehn
+from ._job import job as _discover
+from ._pm import init as _pm_init
+
+STORE_KEY = "torch.store"
+WATCHDOG_KEY = "foehn.watchdog"
+# torch's own default for init_process_group's timeout (30 minutes for gloo, 10 for nccl
+# in recent versions); used for the bootstrap when the caller gives none.
+_DEFAULT_BOOTSTRAP_TIMEOUT = datetime.timedelta(minutes=5)
+
+
+def _torch_signature():
+    import torch.distributed as dist
+    return dist, inspect.signature(dist.init_process_group)
+
+
+def _default_backend(torch) -> str:
+    return "nccl" if torch.cuda.is_available() else "gloo"
+
+
+def _bind_device(torch, local_rank: int, kwargs: dict) -> None:
+    """NCCL wants one device per rank: the local rank's, unless the caller chose."""
+    if kwargs.get("device_id") is not None:
+        return
+    if torch.cuda.is_initialized() and torch.cuda.current_device() != 0:
+        return  # the caller already set a device
+    count = torch.cuda.device_count()
+    if count:
+        torch.cuda.set_device(local_rank % count)
+
+
+def _follow_iface(env=os.environ) -> None:
+    """FOEHN_IFACE also steers gloo and NCCL, unless they were told otherwise."""
+    iface = env.get("FOEHN_IFACE")
+    if iface:
+        env.setdefault("GLOO_SOCKET_IFNAME", iface)
+        env.setdefault("NCCL_SOCKET_IFNAME", iface)
+
+
+def _export(rank: int, size: int, local_rank: int, local_size: int, addr: str, port: int):
+    """For libraries that read the usual variables (Lightning, Accelerate, DeepSpeed)."""
+    os.environ.update({"RANK": str(rank), "WORLD_SIZE": str(size),
+                       "LOCAL_RANK": str(local_rank), "LOCAL_WORLD_SIZE": str(local_size),
+                       "MASTER_ADDR": addr, "MASTER_PORT": str(port)})
+
+
+def _seconds(timeout) -> float:
+    if timeout is None:
+        return _DEFAULT_BOOTSTRAP_TIMEOUT.total_seconds()
+    if isinstance(timeout, datetime.timedelta):
+        return timeout.total_seconds()
+    return float(timeout)
+
+
+def _rendezvous(pm, job, timeout: float):
+    """Rank 0's TCPStore, created on a free port and published; every rank connects."""
+    import torch.distributed as dist
+    peers = [h for h in (job.hosts or ()) if h != job.hostname]
+    ip, iface, _why = _foehn.choose_address(peers, pm.num_nodes == 1)
+    if iface and not os.environ.get("FOEHN_IFACE"):
+        # The interface that reaches the other ranks is the one gloo and NCCL need
+        # too; without this gloo resolves the host name, which may point elsewhere.
+        os.environ.setdefault("GLOO_SOCKET_IFNAME", iface)
+        os.environ.setdefault("NCCL_SOCKET_IFNAME", iface)
+    store_timeout = datetime.timedelta(seconds=timeout)
+    # The watchdog (a star of connections to rank 0) makes every rank stop, naming the
+    # dead one, when a rank dies after the bootstrap; its address rides this fence.
+    watchdog = pm._pm.watchdog_listen(ip)
+    if pm.rank == 0:
+        store = dist.TCPStore(ip, 0, pm.size, True, store_timeout, wait_for_workers=False)
+        pm.put(STORE_KEY, f"{ip}:{store.port}")
+        if watchdog:
+            pm.put(WATCHDOG_KEY, watchdog)
+    pm.commit()
+    try:
+        pm.fence(timeout=timeout)
+        where = pm.get(0, STORE_KEY, timeout=timeout).decode()
+    except _foehn.Error as e:
+        raise type(e)(f"foehn.pytorch: rank {pm.rank} of {pm.size} could not learn rank 0's "
+                      f"TCPStore address: {e}") from None
+    try:
+        rank0_watchdog = pm.get(0, WATCHDOG_KEY, timeout=timeout).decode()
+    except KeyError:
+        rank0_watchdog = ""  # rank 0 runs without one (FOEHN_WATCHDOG=0, or a job of one)
+    if rank0_watchdog:
+        pm._pm.watchdog_start(rank0_watchdog, timeout=timeout)
+    addr, _, port_text = where.rpartition(":")
+    port = int(port_text)
+    if pm.rank != 0:
+        store = dist.TCPStore(addr, port, pm.size, False, store_timeout)
+    return store, addr, port
+
+
+def init_process_group(*args: Any, **kwargs: Any):
+    """torch.distributed.init_process_group, wired through the launcher.
+
+    Takes exactly torch's arguments. An explicit init_method or store is used
+    untouched; under torchrun torch's own env:// is used. Otherwise the bootstrap
+    goes through foehn.init() and honours `timeout`. With no backend: NCCL when CUDA
+    is available (the device bound to the local rank), gloo otherwise.
+    """
+    dist, sig = _torch_signature()
+    import torch
+    try:
+        bound = sig.bind(*args, **kwargs)
+    except TypeError as e:
+        raise TypeError(f"foehn.pytorch.init_process_group: {e}") from None
+    given = dict(bound.arguments)
+    if given.get("init_method") is not None or given.get("store") is not None:
+        return dist.init_process_group(*args, **kwargs)
+
+    _follow_iface()
+    job = _discover()
+    if given.get("backend") is None:
+        given["backend"] = _default_backend(torch)
+    uses_nccl = "nccl" in str(given["backend"])
+    if job.launcher == "torchrun":
+        if uses_nccl:
+            _bind_device(torch, job.local_rank or 0, given)
+        return dist.init_process_group(**given)
+
+    pm = _pm_init()
+    for name, mine in (("rank", pm.rank), ("world_size", pm.size)):
+        theirs = given.get(name)
+        if theirs is not None and theirs != -1 and theirs != mine:
+            raise ValueError(f"foehn.pytorch.init_process_group: {name}={theirs} was given, "
+                             f"but {pm.launcher} says this rank's {name} is {mine}")
+    store, addr, port = _rendezvous(pm, job, _seconds(given.get("timeout")))
+    _export(pm.rank, pm.size, pm.local_rank, pm.local_size, addr, port)
+    if uses_nccl:
+        _bind_device(torch, pm.local_rank, given)
+    given.update(store=store, rank=pm.rank, world_size=pm.size)
+    given.pop("init_method", None)
+    return dist.init_process_group(**given)
