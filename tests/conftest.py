@@ -1,3 +1,18 @@
 """Fixtures shared by every test: the real engines (see tests/engines/)."""
 from tests.engines.fixtures_mpi import *  # noqa: F401,F403
 from tests.engines.fixtures_slurm import *  # noqa: F401,F403
+
+import pytest  # noqa: E402
+
+from tests.engines.base import REPO  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def pm_exchange() -> str:
+    """The C test program that exchanges keys through the pm layer (tests/c/pm_exchange.c),
+    from the plain C build that scripts/test.sh makes before the Python tests."""
+    exe = REPO / "build" / "c" / "tests" / "pm_exchange"
+    if not exe.exists():
+        pytest.fail(f"{exe} is missing: build it with `meson setup build/c && meson compile "
+                    f"-C build/c` (scripts/test.sh does)", pytrace=False)
+    return str(exe)

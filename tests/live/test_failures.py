@@ -1,0 +1,97 @@
+"""A rank that dies must never leave the others hanging; bad input to the rendezvous
+changes nothing; a bootstrap with no rank 0 ends with a clear error."""
+from __future__ import annotations
+
+import socket
+import sys
+import time
+
+from tests.engines.base import foehn_program, run
+
+PY = sys.executable
+
+# Rank 1 dies where the others enter the bootstrap (torch imported, no fence yet).
+KILLED_DURING = """
+import os, signal, torch, foehn.pytorch
+if os.environ.get("RANK", os.environ.get("SLURM_PROCID")) == "1":
+    os.kill(os.getpid(), signal.SIGKILL)
+foehn.pytorch.init_process_group(backend="gloo")
+"""
+
+KILLED_AFTER = """
+import os, signal, time, torch, torch.distributed as dist, foehn.pytorch
+foehn.pytorch.init_process_group(backend="gloo")
+if dist.get_rank() == 1:
+    time.sleep(1)
+    os.kill(os.getpid(), signal.SIGKILL)
+t = torch.ones(1)
+while True:
+    dist.all_reduce(t)
+"""
+
+
+def timed(fn):
+    t0 = time.monotonic()
+    result = fn()
+    return result, time.monotonic() - t0
+
+
+def test_foehn_run_rank_killed_during_bootstrap():
+    r, took = timed(lambda: run([foehn_program(), "run", "-n", "4", PY, "-c", KILLED_DURING],
+                                timeout=60))
+    assert took < 10, r.stderr
+    assert r.returncode != 0
+    assert "rank 1 was killed by signal 9 (Killed)" in r.stderr
+    # The others said themselves which rank they lost, not only the launcher.
+    assert "rank 1 died" in r.stderr and "PeerError" in r.stderr, r.stderr
+
+
+def test_foehn_run_rank_killed_after_bootstrap():
+    r, took = timed(lambda: run([foehn_program(), "run", "-n", "4", PY, "-c", KILLED_AFTER],
+                                timeout=60))
+    assert took < 15, r.stderr
+    assert r.returncode == 128 + 9
+    assert "rank 1 was killed by signal 9 (Killed); stopping the other 3 ranks" in r.stderr
+    # The watchdog stopped the others at once, each naming the dead rank.
+    for other in (0, 2, 3):
+        assert f"foehn: rank 1 (host " in r.stderr
+        assert f"died without finishing; stopping rank {other}" in r.stderr
+
+
+def test_no_rank_0_times_out_with_a_clear_error():
+    code = ("import os, time, datetime, foehn.pytorch\n"
+            "if os.environ['RANK'] == '0': time.sleep(30)\n"
+            "foehn.pytorch.init_process_group(backend='gloo', "
+            "timeout=datetime.timedelta(seconds=3))\n")
+    r, took = timed(lambda: run([foehn_program(), "run", "--grace", "0.5", "-n", "3", PY, "-c",
+                                 code], timeout=60))
+    assert took < 15
+    assert r.returncode == 1
+    err = r.stderr
+    assert "foehn.TimeoutError" in err
+    assert "could not learn rank 0's TCPStore address" in err
+    assert "foehn" in err and "provider" in err
+
+
+def test_wrong_token_and_random_bytes_change_nothing():
+    """A rank opens connections to the rendezvous port with a wrong token and with
+    random bytes, then the job bootstraps and trains as if nothing happened."""
+    code = r"""
+import os, socket, foehn.pytorch, torch, torch.distributed as dist
+host, port = os.environ["FOEHN_RDV_ADDR"].rsplit(":", 1)
+if os.environ["RANK"] == "0":
+    for payload in (os.urandom(4096), b"\x00" * 64, b"FOEHN" + b"f" * 64,
+                    os.environ["FOEHN_RDV_TOKEN"][::-1].encode() * 4):
+        s = socket.create_connection((host, int(port)))
+        s.sendall(payload)
+        s.close()
+    half = socket.create_connection((host, int(port)))
+    half.sendall(b"\x00\x00\x10\x00")  # half a frame, then silence
+foehn.pytorch.init_process_group(backend="gloo")
+t = torch.ones(1) * (dist.get_rank() + 1)
+dist.all_reduce(t)
+print("sum", int(t.item()))
+"""
+    r = run([foehn_program(), "run", "-n", "3", PY, "-c", code], timeout=90)
+    r.check()
+    assert r.stdout.split() == ["sum", "6"] * 3
