@@ -299,12 +299,15 @@ static int check_library(pmix_lib *l, foehn_error *err)
     return FOEHN_OK;
 }
 
-/* dlopens the first of $FOEHN_LIBPMIX, libpmix.so.2, libpmix.so that loads.
+/* dlopens $FOEHN_LIBPMIX when set (the user chose: no other library is tried),
+ * else the first of libpmix.so.2, libpmix.so that loads.
  * RTLD_LOCAL: PMIx's own plugins link against libpmix themselves, and keeping its
  * symbols private avoids clashing with another PMIx an MPI library brought. */
 static int load_library(pmix_lib *l, char *const *envp, foehn_error *err)
 {
-    const char *names[] = {foehn_env_get(envp, "FOEHN_LIBPMIX"), "libpmix.so.2", "libpmix.so"};
+    const char *chosen = foehn_env_get(envp, "FOEHN_LIBPMIX");
+    const char *names[] = {chosen && *chosen ? chosen : "libpmix.so.2",
+                           chosen && *chosen ? NULL : "libpmix.so"};
     char tried[768] = "";
     size_t used = 0;
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {

@@ -95,3 +95,53 @@ print("sum", int(t.item()))
     r = run([foehn_program(), "run", "-n", "3", PY, "-c", code], timeout=90)
     r.check()
     assert r.stdout.split() == ["sum", "6"] * 3
+
+
+# Under srun: rank 1 writes when it dies, so the test can time how fast the others end.
+SRUN_KILLED_DURING = """
+import os, signal, sys, time, torch, foehn.pytorch
+if os.environ["SLURM_PROCID"] == "1":
+    open(sys.argv[1], "w").write(repr(time.time()))
+    os.kill(os.getpid(), signal.SIGKILL)
+foehn.pytorch.init_process_group(backend="gloo")
+"""
+
+SRUN_KILLED_AFTER = """
+import os, signal, sys, time, torch, torch.distributed as dist, foehn.pytorch
+foehn.pytorch.init_process_group(backend="gloo")
+if dist.get_rank() == 1:
+    time.sleep(1)
+    open(sys.argv[1], "w").write(repr(time.time()))
+    os.kill(os.getpid(), signal.SIGKILL)
+t = torch.ones(1)
+while True:
+    dist.all_reduce(t)
+"""
+
+
+def seconds_since(death_file) -> float:
+    return time.time() - float(open(death_file).read())
+
+
+def test_srun_rank_killed_during_bootstrap(slurm, tmp_path):
+    """srun with --kill-on-bad-exit (how HPC jobs run) stops the step; ranks on the
+    dead rank's node also learn it from PMIx at once."""
+    death = tmp_path / "death"
+    r = slurm.srun([PY, "-c", SRUN_KILLED_DURING, str(death)], nodes=2, ntasks=4, mpi="pmix",
+                   timeout=90)
+    assert seconds_since(death) < 10, r.stderr
+    assert r.returncode != 0
+    assert "task 1: Killed" in r.stderr, r.stderr
+
+
+def test_srun_rank_killed_after_bootstrap_without_kill_on_bad_exit(slurm, tmp_path):
+    """Slurm's default (no --kill-on-bad-exit) leaves the others in gloo's all_reduce;
+    Foehn's watchdog stops each of them, naming the dead rank and its host."""
+    death = tmp_path / "death"
+    r = slurm.srun([PY, "-c", SRUN_KILLED_AFTER, str(death)], nodes=2, ntasks=4, mpi="pmix",
+                   extra=("--kill-on-bad-exit=0",), timeout=90)
+    assert seconds_since(death) < 10, r.stderr
+    assert r.returncode != 0
+    for other in (0, 2, 3):
+        assert f"foehn: rank 1 (host n1) died without finishing; stopping rank {other}" \
+            in r.stderr, r.stderr

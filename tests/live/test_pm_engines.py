@@ -65,3 +65,23 @@ def test_srun_two_nodes(slurm, pm_exchange, mpi, provider):
     for r in recs:
         assert (r["local_rank"], r["local_size"], r["node_index"], r["num_nodes"]) == \
             (r["rank"] % 2, 2, r["rank"] // 2, 2)
+
+
+def test_srun_without_pmi_says_what_to_do(slurm, pm_exchange):
+    r = slurm.srun([pm_exchange], nodes=1, ntasks=2, mpi="none")
+    assert r.returncode != 0
+    assert "srun started these 2 ranks without a process-management service (--mpi=none)" \
+        in r.stderr and "--mpi=pmix" in r.stderr, r.stderr
+
+
+def test_missing_libpmix_under_mpirun(openmpi, pm_exchange):
+    r = openmpi.launch(2, [pm_exchange], env={"FOEHN_LIBPMIX": "/nonexistent/libpmix.so.2"})
+    assert r.returncode != 0
+    assert "could not load a PMIx library; tried /nonexistent/libpmix.so.2" in r.stderr
+    assert "FOEHN_LIBPMIX" in r.stderr and "libpmix2" in r.stderr
+
+
+def test_a_library_that_is_not_pmix(openmpi, pm_exchange):
+    r = openmpi.launch(2, [pm_exchange], env={"FOEHN_LIBPMIX": "libc.so.6"})
+    assert r.returncode != 0
+    assert "libc.so.6 has no PMIx_Init, so it is not a PMIx client library" in r.stderr, r.stderr
