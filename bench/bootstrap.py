@@ -44,8 +44,10 @@ def timed(cmd: list[str], env: dict, timeout: float) -> tuple[float | None, str,
         return None, "", f"did not finish within {timeout:.0f} s"
     took = time.perf_counter() - t0
     if p.returncode != 0:
-        tail = (p.stderr.strip().splitlines() or ["?"])[-1]
-        return None, p.stdout, f"exited {p.returncode}: {tail[:200]}"
+        # The first line that says something (launchers frame messages in dashes).
+        said = next((line.strip() for line in p.stderr.splitlines()
+                     if sum(c.isalpha() for c in line) >= 3), "?")
+        return None, p.stdout, f"exited {p.returncode}: {said[:200]}"
     return took, p.stdout, ""
 
 

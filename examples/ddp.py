@@ -38,6 +38,12 @@ def digest(model: nn.Module) -> str:
     return h.hexdigest()[:16]
 
 
+def say(line: str) -> None:
+    """One write per line: ranks share the launcher's pipe, and with unbuffered output
+    (PYTHONUNBUFFERED) print() writes the text and its newline separately."""
+    print(line + "\n", end="", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=60)
@@ -61,8 +67,8 @@ def main() -> None:
             total = loss.detach().clone()
             dist.all_reduce(total)
             if rank == 0:
-                print(f"step {step:3d}  loss {total.item() / world:.4f}", flush=True)
-    print(f"rank {rank} of {world} parameters {digest(model.module)}", flush=True)
+                say(f"step {step:3d}  loss {total.item() / world:.4f}")
+    say(f"rank {rank} of {world} parameters {digest(model.module)}")
     # Everyone done with gloo before anyone tears it down: a rank whose peers have
     # already closed their connections can abort inside gloo's teardown.
     dist.barrier()

@@ -120,12 +120,13 @@ static void reap(run_job *job)
             rank->status = status;
             job->alive--;
             bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
-            if (!ok) {
-                char how[128];
-                run_describe_status(status, how, sizeof how);
-                foehn_rdv_server_rank_died(job->server, r, how);
+            char how[128];
+            run_describe_status(status, how, sizeof how);
+            if (ok) /* fine if it finalized; if not, the others must not wait for it */
+                strcat(how, " without finalizing");
+            foehn_rdv_server_rank_died(job->server, r, how);
+            if (!ok)
                 record_failure(job, r, status, how);
-            }
             if (rank->stdin_fd >= 0) {
                 close(rank->stdin_fd);
                 rank->stdin_fd = -1;

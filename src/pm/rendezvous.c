@@ -342,6 +342,8 @@ static void FOEHN_PRINTF(3, 4) job_fail(foehn_rdv_server *srv, uint32_t rank, co
 static void rank_gone(foehn_rdv_server *srv, int rank, const char *how)
 {
     rdv_slot *s = &srv->slots[rank];
+    if (how && (s->state == SLOT_LEFT || srv->died))
+        return; /* it finalized first (its end is no news), or the job already failed */
     if (how) {
         s->state = SLOT_GONE;
         job_fail(srv, (uint32_t)rank, "rank %d died (%s) before the fence: stopping", rank, how);

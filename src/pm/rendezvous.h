@@ -39,8 +39,11 @@ int foehn_rdv_server_start(foehn_rdv_server **server, const foehn_rdv_server_opt
                            foehn_error *err);
 /* The port the kernel chose. */
 int foehn_rdv_server_port(const foehn_rdv_server *server);
-/* The launcher saw rank die (`how`: "exited with status 3", "was killed by
- * SIGKILL"): fences fail at once for the others. Safe from any thread. */
+/* The launcher saw rank end (`how`: "exited with status 3", "was killed by
+ * SIGKILL"): unless it said goodbye (finalized) first, fences fail at once for
+ * the others, naming it. The launcher reports every end, clean or not: a rank
+ * that exits 0 without joining would otherwise leave the others waiting. Safe
+ * from any thread. */
 void foehn_rdv_server_rank_died(foehn_rdv_server *server, int rank, const char *how);
 /* Stops the thread, closes every connection, frees the server. */
 void foehn_rdv_server_stop(foehn_rdv_server *server);

@@ -152,3 +152,26 @@ def test_python_dash_m_foehn_np(tmp_path):
                        text=True, timeout=60)
     assert p.returncode == 0, p.stderr
     assert sorted(p.stdout.splitlines()) == ["hello 0 arg", "hello 1 arg"]
+
+
+def test_a_rank_that_leaves_early_does_not_leave_the_others_waiting():
+    """Rank 1 exits 0 without ever joining the bootstrap: rank 0's fence fails at once
+    (naming rank 1) instead of waiting out the timeout."""
+    code = ("import os, sys, foehn\n"
+            "if os.environ['FOEHN_RANK'] == '1': sys.exit(0)\n"
+            "foehn.init().barrier()\n")
+    t0 = time.monotonic()
+    p = run("-n", "2", PY, "-c", code)
+    assert time.monotonic() - t0 < 10
+    assert p.returncode == 1
+    assert "rank 1 died (exited with status 0 without finalizing) before the fence" in p.stderr
+
+
+def test_finalized_ranks_may_exit_in_any_order():
+    code = ("import os, time, foehn\n"
+            "ctx = foehn.init(); ctx.barrier()\n"
+            "if ctx.rank == 0: time.sleep(0.5)\n"
+            "ctx.finalize()\n")
+    p = run("-n", "3", PY, "-c", code)
+    assert p.returncode == 0, p.stderr
+    assert p.stderr == ""
