@@ -43,12 +43,12 @@ def _bind_device(torch, local_rank: int, kwargs: dict) -> None:
         torch.cuda.set_device(local_rank % count)
 
 
-def _follow_iface(env=os.environ) -> None:
-    """FOEHN_IFACE also steers gloo and NCCL, unless they were told otherwise."""
-    iface = env.get("FOEHN_IFACE")
-    if iface:
-        env.setdefault("GLOO_SOCKET_IFNAME", iface)
-        env.setdefault("NCCL_SOCKET_IFNAME", iface)
+def _steer(iface: str, env=os.environ) -> None:
+    """Points gloo and NCCL at iface, unless they were told otherwise (an empty
+    variable counts as not told)."""
+    for name in ("GLOO_SOCKET_IFNAME", "NCCL_SOCKET_IFNAME"):
+        if iface and not env.get(name):
+            env[name] = iface
 
 
 def _export(rank: int, size: int, local_rank: int, local_size: int, addr: str, port: int):
@@ -71,11 +71,10 @@ def _rendezvous(pm, job, timeout: float):
     import torch.distributed as dist
     peers = [h for h in (job.hosts or ()) if h != job.hostname]
     ip, iface, _why = _foehn.choose_address(peers, pm.num_nodes == 1)
-    if iface and not os.environ.get("FOEHN_IFACE"):
-        # The interface that reaches the other ranks is the one gloo and NCCL need
-        # too; without this gloo resolves the host name, which may point elsewhere.
-        os.environ.setdefault("GLOO_SOCKET_IFNAME", iface)
-        os.environ.setdefault("NCCL_SOCKET_IFNAME", iface)
+    # The interface that reaches the other ranks (FOEHN_IFACE's when set) is the one
+    # gloo and NCCL need too; without this gloo resolves the host name, which may
+    # point elsewhere.
+    _steer(iface)
     store_timeout = datetime.timedelta(seconds=timeout)
     # The watchdog (a star of connections to rank 0) makes every rank stop, naming the
     # dead one, when a rank dies after the bootstrap; its address rides this fence.
@@ -123,7 +122,7 @@ def init_process_group(*args: Any, **kwargs: Any):
     if given.get("init_method") is not None or given.get("store") is not None:
         return dist.init_process_group(*args, **kwargs)
 
-    _follow_iface()
+    _steer(os.environ.get("FOEHN_IFACE", ""))  # also under torchrun
     job = _discover()
     if given.get("backend") is None:
         given["backend"] = _default_backend(torch)

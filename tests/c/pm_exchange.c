@@ -2,7 +2,11 @@
  * layer, run by the tests under each real engine. Every rank puts two values
  * (a text one and one holding all 256 byte values, which providers with text
  * wires must escape), fences, reads every rank's values back and checks them,
- * then does a second round and a barrier. Prints one JSON line on success. */
+ * then does a second round and a barrier. Prints one JSON line on success.
+ *
+ * With --nested, all that runs through a second initialisation while a first is
+ * still open, and then the first is used again (PMIx counts references: both must
+ * work), and finally a third init after both were finalized. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,7 +44,31 @@ static int check_value(foehn_pm *pm, int peer, const char *key, const void *want
     return 0;
 }
 
-int main(void)
+static int exchange(void);
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || strcmp(argv[1], "--nested") != 0)
+        return exchange();
+    foehn_pm *outer;
+    foehn_error err;
+    if (foehn_pm_init(&outer, environ, &err) != FOEHN_OK)
+        return fail(-1, "outer init", &err);
+    int rc = exchange();
+    if (rc == 0 && foehn_pm_barrier(outer, 0, &err) != FOEHN_OK)
+        rc = fail(outer->rank, "barrier through the outer handle", &err);
+    foehn_pm_finalize(outer);
+    if (rc == 0) {
+        foehn_pm *again;
+        if (foehn_pm_init(&again, environ, &err) != FOEHN_OK ||
+            foehn_pm_barrier(again, 0, &err) != FOEHN_OK)
+            return fail(-1, "init after finalize", &err);
+        foehn_pm_finalize(again);
+    }
+    return rc;
+}
+
+static int exchange(void)
 {
     foehn_pm *pm;
     foehn_error err;

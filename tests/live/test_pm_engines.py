@@ -50,6 +50,14 @@ def test_prterun_pmix_5(prterun, pm_exchange):
     assert all((r["local_size"], r["node_index"], r["num_nodes"]) == (4, 0, 1) for r in recs)
 
 
+def test_pmix_second_initialisation_under_mpirun(openmpi, pm_exchange):
+    one_host(exchanged(openmpi.launch(4, [pm_exchange, "--nested"]), 4, "pmix"))
+
+
+def test_pmix_second_initialisation_under_srun(slurm, pm_exchange):
+    exchanged(slurm.srun([pm_exchange, "--nested"], nodes=2, ntasks=4, mpi="pmix"), 4, "pmix")
+
+
 def test_hydra_pmi1(hydra, pm_exchange):
     one_host(exchanged(hydra.launch(4, [pm_exchange]), 4, "pmi"))
 
