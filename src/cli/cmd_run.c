@@ -10,11 +10,11 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "cli/cli.h"
 #include "cli/run.h"
+#include "common/clock.h"
 #include "pm/rendezvous.h"
 
 /* Seconds from SIGTERM to SIGKILL when stopping ranks. */
@@ -56,13 +56,6 @@ typedef struct run_job {
     char abort_message[512];
 } run_job;
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* Runs on the rendezvous server's thread: hand over and wake the loop. */
 static void on_abort(void *arg, int rank, int status, const char *message)
 {
@@ -86,7 +79,7 @@ static void signal_alive(run_job *job, int sig)
 /* Starts stopping the job: the others get `grace` seconds, then SIGTERM, then SIGKILL. */
 static void begin_stop(run_job *job, double grace)
 {
-    double at = now() + grace;
+    double at = foehn_now() + grace;
     if (job->stop_at == 0 || at < job->stop_at)
         job->stop_at = at;
 }
@@ -149,7 +142,7 @@ static void take_abort(run_job *job)
     snprintf(why, sizeof why, "called abort (status %d): %s", status, message);
     /* An abort is a deliberate stop of the whole job: no grace period. */
     record_failure(job, rank, (status & 0xff) << 8, why);
-    job->stop_at = now();
+    job->stop_at = foehn_now();
 }
 
 static void handle_wake(run_job *job)
@@ -167,7 +160,7 @@ static void handle_wake(run_job *job)
             if (!job->interrupted_by && job->failed_rank < 0)
                 job->interrupted_by = sig;
             signal_alive(job, sig);
-            double at = now() + job->opt.grace + KILL_AFTER;
+            double at = foehn_now() + job->opt.grace + KILL_AFTER;
             if (job->kill_at == 0 || at < job->kill_at)
                 job->kill_at = at;
         }
@@ -204,7 +197,7 @@ static void pump_stdin(run_job *job, bool readable, bool writable)
 
 static void escalate(run_job *job)
 {
-    double t = now();
+    double t = foehn_now();
     if (job->stop_at && t >= job->stop_at) {
         job->stop_at = 0;
         if (job->alive > 0) {
@@ -225,10 +218,7 @@ static int poll_timeout_ms(const run_job *job)
     for (size_t i = 0; i < 3; i++)
         if (deadlines[i] && (next == 0 || deadlines[i] < next))
             next = deadlines[i];
-    if (next == 0)
-        return -1;
-    double ms = (next - now()) * 1000.0;
-    return ms <= 0 ? 0 : (int)ms + 1;
+    return next == 0 ? -1 : foehn_ms_until(next);
 }
 
 static bool streams_open(const run_job *job)
@@ -252,8 +242,8 @@ static void loop(run_job *job)
     }
     while (fds && owner && (job->alive > 0 || streams_open(job))) {
         if (job->alive == 0 && job->drain_until == 0)
-            job->drain_until = now() + DRAIN_AFTER;
-        if (job->drain_until && now() >= job->drain_until)
+            job->drain_until = foehn_now() + DRAIN_AFTER;
+        if (job->drain_until && foehn_now() >= job->drain_until)
             break;
         size_t n = 0;
         fds[n++] = (struct pollfd){.fd = job->wake[0], .events = POLLIN};

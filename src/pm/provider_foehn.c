@@ -18,11 +18,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "common/error.h"
 #include "discovery/env.h"
+#include "common/clock.h"
 #include "pm/pm.h"
 #include "pm/rendezvous.h"
 #include "pm/rendezvous_wire.h"
@@ -73,22 +73,14 @@ typedef struct client {
     char failure[sizeof(((foehn_error *)0)->message)];
 } client;
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 /* poll() on one descriptor until deadline: 1 ready, 0 timed out, -1 error. */
 static int wait_fd(int fd, short events, double deadline)
 {
     for (;;) {
-        double left = deadline - now();
-        if (left <= 0)
+        int ms = foehn_ms_until(deadline);
+        if (ms == 0)
             return 0;
         struct pollfd p = {.fd = fd, .events = events};
-        int ms = left > 3600 ? 3600000 : (int)(left * 1000) + 1; /* never wake early */
         int n = poll(&p, 1, ms);
         if (n > 0)
             return 1;
@@ -184,7 +176,7 @@ static int read_frame(client *c, double deadline, unsigned *type, unsigned char 
         c->hdr_got += (size_t)n;
         if (c->hdr_got < RDV_HEADER_LEN)
             continue;
-        c->payload_len = rdv_get_u32(c->hdr);
+        c->payload_len = foehn_get_u32(c->hdr);
         if (c->payload_len > c->frame_max)
             return FOEHN_ERR_PROTOCOL;
         c->payload = malloc(c->payload_len ? c->payload_len : 1);
@@ -262,13 +254,13 @@ static int connect_server(client *c, double window, foehn_error *err)
                           "cannot resolve the host of foehn run's rendezvous " FOEHN_RDV_ADDR_VAR
                           "=\"%s\": %s",
                           c->addr, gai_strerror(gai));
-    double start = now(), deadline = start + window, pause = 0.005;
+    double start = foehn_now(), deadline = start + window, pause = 0.005;
     int e = ETIMEDOUT;
     for (;;) {
         for (struct addrinfo *a = ai; a; a = a->ai_next)
             if ((e = connect_once(a, deadline, &c->fd)) == 0)
                 break;
-        if (e == 0 || now() + pause > deadline)
+        if (e == 0 || foehn_now() + pause > deadline)
             break;
         poll(NULL, 0, (int)(pause * 1000));
         pause = pause * 2 > 0.2 ? 0.2 : pause * 2;
@@ -279,7 +271,7 @@ static int connect_server(client *c, double window, foehn_error *err)
                           "cannot reach foehn run's rendezvous at %s (" FOEHN_RDV_ADDR_VAR
                           "): %s, still after %.1f s; check that foehn run is still running "
                           "and that this host can reach that address (a firewall?)",
-                          c->addr, strerror(e), now() - start);
+                          c->addr, strerror(e), foehn_now() - start);
     return FOEHN_OK;
 }
 
@@ -288,12 +280,12 @@ static int introduce(client *c, const unsigned char token[RDV_TOKEN_BYTES], doub
                      foehn_error *err)
 {
     unsigned char hello[RDV_HELLO_LEN] = {0};
-    rdv_put_u32(hello, RDV_MAGIC);
+    foehn_put_u32(hello, RDV_MAGIC);
     hello[4] = (unsigned char)(RDV_VERSION >> 8);
     hello[5] = (unsigned char)RDV_VERSION;
     memcpy(hello + 8, token, RDV_TOKEN_BYTES);
-    rdv_put_u32(hello + 8 + RDV_TOKEN_BYTES, (uint32_t)c->rank);
-    double deadline = now() + timeout;
+    foehn_put_u32(hello + 8 + RDV_TOKEN_BYTES, (uint32_t)c->rank);
+    double deadline = foehn_now() + timeout;
     unsigned type = 0;
     unsigned char *payload = NULL;
     size_t len = 0;
@@ -312,7 +304,7 @@ static int introduce(client *c, const unsigned char token[RDV_TOKEN_BYTES], doub
                           timeout, c->addr, c->rank);
     if (rc == FOEHN_OK && (type != RDV_WELCOME || len != 4))
         rc = FOEHN_ERR_PROTOCOL;
-    uint32_t size = rc == FOEHN_OK ? rdv_get_u32(payload) : 0;
+    uint32_t size = rc == FOEHN_OK ? foehn_get_u32(payload) : 0;
     free(payload);
     if (rc != FOEHN_OK)
         return foehn_fail(err, rc, "foehn run's rendezvous at %s answered rank %d's hello "
@@ -435,7 +427,7 @@ static int foehn_put(foehn_pm *pm, const char *key, const void *value, size_t le
                           c->rank, RDV_CLIENT_FRAME_MAX >> 10);
     unsigned char head[1], vlen[4];
     head[0] = (unsigned char)key_len;
-    rdv_put_u32(vlen, (uint32_t)len);
+    foehn_put_u32(vlen, (uint32_t)len);
     size_t undo = c->staged.len;
     if (bytes_append(&c->staged, head, 1) || bytes_append(&c->staged, key, key_len) ||
         bytes_append(&c->staged, vlen, 4) || bytes_append(&c->staged, value, len)) {
@@ -505,14 +497,14 @@ static int table_add(rank_table *t, const kv_entry *e)
 /* Is p a well-formed FENCE_DONE for this job? */
 static int absorb_check(const client *c, const unsigned char *p, size_t len)
 {
-    if (len < 8 || rdv_get_u32(p + 4) != (uint32_t)c->size)
+    if (len < 8 || foehn_get_u32(p + 4) != (uint32_t)c->size)
         return FOEHN_ERR_PROTOCOL;
     size_t pos = 8;
     const char *why;
     for (int r = 0; r < c->size; r++) {
-        if (len - pos < 4 || len - pos - 4 < rdv_get_u32(p + pos))
+        if (len - pos < 4 || len - pos - 4 < foehn_get_u32(p + pos))
             return FOEHN_ERR_PROTOCOL;
-        size_t n = rdv_get_u32(p + pos);
+        size_t n = foehn_get_u32(p + pos);
         if (rdv_kv_check(p + pos + 4, n, &why) != 0)
             return FOEHN_ERR_PROTOCOL;
         pos += 4 + n;
@@ -525,8 +517,8 @@ static size_t entries_in(const client *c, const unsigned char *p)
 {
     size_t pos = 8, entries = 0;
     for (int r = 0; r < c->size; r++) {
-        entries += rdv_get_u32(p + pos + 4);
-        pos += 4 + rdv_get_u32(p + pos);
+        entries += foehn_get_u32(p + pos + 4);
+        pos += 4 + foehn_get_u32(p + pos);
     }
     return entries;
 }
@@ -554,8 +546,8 @@ static int absorb(client *c, unsigned char *p, size_t len)
     size_t pos = 8;
     for (int r = 0; r < c->size; r++) {
         const unsigned char *block = p + pos + 4;
-        size_t n = rdv_get_u32(p + pos), at = 4;
-        for (uint32_t i = rdv_get_u32(block); i > 0; i--) {
+        size_t n = foehn_get_u32(p + pos), at = 4;
+        for (uint32_t i = foehn_get_u32(block); i > 0; i--) {
             kv_entry e;
             rdv_kv_next(block, &at, &e.key, &e.key_len, &e.value, &e.value_len);
             if (table_add(&c->tables[r], &e) != FOEHN_OK)
@@ -586,8 +578,8 @@ static int fence_timed_out(foehn_pm *pm, double timeout, foehn_error *err)
     char ctx[128], missing[RDV_TEXT_MAX + 64] = "";
     foehn_pm_context(pm, ctx, sizeof ctx);
     unsigned char seq[4];
-    rdv_put_u32(seq, c->seq + 1);
-    double deadline = now() + STATUS_WAIT;
+    foehn_put_u32(seq, c->seq + 1);
+    double deadline = foehn_now() + STATUS_WAIT;
     int rc = send_frame(c, RDV_STATUS, seq, sizeof seq, deadline);
     while (rc == FOEHN_OK) {
         unsigned type;
@@ -596,7 +588,7 @@ static int fence_timed_out(foehn_pm *pm, double timeout, foehn_error *err)
         rc = read_frame(c, deadline, &type, &p, &len);
         if (rc != FOEHN_OK)
             break;
-        if (type == RDV_FENCE_DONE && len >= 4 && rdv_get_u32(p) == c->seq + 1) {
+        if (type == RDV_FENCE_DONE && len >= 4 && foehn_get_u32(p) == c->seq + 1) {
             if ((rc = absorb(c, p, len)) != FOEHN_OK)
                 return fence_fail(c, err, rc, "foehn run's rendezvous at %s sent a malformed "
                                   "fence reply", c->addr);
@@ -611,7 +603,7 @@ static int fence_timed_out(foehn_pm *pm, double timeout, foehn_error *err)
         }
         if (type == RDV_STATUS_REPLY && len >= 4) {
             snprintf(missing, sizeof missing, "; %u of %d ranks arrived; ranks not arrived: %.*s",
-                     rdv_get_u32(p), c->size, (int)(len - 4), (const char *)p + 4);
+                     foehn_get_u32(p), c->size, (int)(len - 4), (const char *)p + 4);
             free(p);
             break;
         }
@@ -653,7 +645,7 @@ static int fence_wait(foehn_pm *pm, double deadline, double timeout, foehn_error
             return fence_timed_out(pm, timeout, err);
         if (rc != FOEHN_OK)
             return fence_lost(pm, rc, err);
-        if (type == RDV_FENCE_DONE && len >= 4 && rdv_get_u32(p) == c->seq + 1) {
+        if (type == RDV_FENCE_DONE && len >= 4 && foehn_get_u32(p) == c->seq + 1) {
             rc = absorb(c, p, len);
             if (rc != FOEHN_OK)
                 return fence_lost(pm, rc, err);
@@ -662,7 +654,7 @@ static int fence_wait(foehn_pm *pm, double deadline, double timeout, foehn_error
         }
         if (type == RDV_DIED && len >= 4) {
             char ctx[128], text[RDV_TEXT_MAX + 1];
-            uint32_t rank = rdv_get_u32(p);
+            uint32_t rank = foehn_get_u32(p);
             snprintf(text, sizeof text, "%.*s", (int)(len - 4), (const char *)p + 4);
             free(p);
             return fence_fail(c, err, rank == RDV_NO_RANK ? FOEHN_ERR_LIMIT : FOEHN_ERR_PEER,
@@ -680,15 +672,15 @@ static int foehn_fence(foehn_pm *pm, double timeout, foehn_error *err)
     client *c = pm->state;
     if (c->failed)
         return foehn_fail(err, c->failed, "%s", c->failure);
-    double deadline = now() + timeout;
+    double deadline = foehn_now() + timeout;
     /* One frame: seq, count, entries. */
     size_t len = 8 + c->committed.len;
     unsigned char *frame = malloc(RDV_HEADER_LEN + len);
     if (!frame)
         return foehn_fail(err, FOEHN_ERR_NOMEM, "out of memory");
     rdv_put_header(frame, (uint32_t)len, RDV_FENCE);
-    rdv_put_u32(frame + RDV_HEADER_LEN, c->seq + 1);
-    rdv_put_u32(frame + RDV_HEADER_LEN + 4, c->committed_count);
+    foehn_put_u32(frame + RDV_HEADER_LEN, c->seq + 1);
+    foehn_put_u32(frame + RDV_HEADER_LEN + 4, c->committed_count);
     if (c->committed.len)
         memcpy(frame + RDV_HEADER_LEN + 8, c->committed.data, c->committed.len);
     int rc = send_all(c, frame, RDV_HEADER_LEN + len, deadline);
@@ -723,9 +715,9 @@ static int foehn_abort(foehn_pm *pm, int status, const char *message)
     const char *text = message ? message : "";
     size_t n = strnlen(text, RDV_TEXT_MAX);
     unsigned char payload[4 + RDV_TEXT_MAX];
-    rdv_put_u32(payload, (uint32_t)status);
+    foehn_put_u32(payload, (uint32_t)status);
     memcpy(payload + 4, text, n);
-    double deadline = now() + ABORT_WAIT;
+    double deadline = foehn_now() + ABORT_WAIT;
     /* The server closes this connection once the launcher has the message; waiting for
      * that makes the launcher hear the abort before it sees this process exit. */
     if (send_frame(c, RDV_ABORT, payload, 4 + n, deadline) == FOEHN_OK)
@@ -743,10 +735,10 @@ static void foehn_finalize(foehn_pm *pm)
     if (c->fd >= 0) {
         /* BYE tells the server this is a finish, not a death. Unread bytes at close()
          * would turn our FIN into a reset, so read what is there first. */
-        double deadline = now() + BYE_WAIT;
+        double deadline = foehn_now() + BYE_WAIT;
         send_frame(c, RDV_BYE, NULL, 0, deadline);
         shutdown(c->fd, SHUT_WR);
-        drain(c, now()); /* what is already here, without waiting */
+        drain(c, foehn_now()); /* what is already here, without waiting */
     }
     client_free(c);
     pm->state = NULL;

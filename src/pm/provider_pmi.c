@@ -45,6 +45,8 @@
  * own values are read from its local copy. The library never prints; errors go to
  * foehn_error.
  */
+#include "common/clock.h"
+#include "common/random.h"
 #include "pm/pm.h"
 
 #include <errno.h>
@@ -59,7 +61,6 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "common/error.h"
@@ -119,16 +120,9 @@ typedef struct pmi_wait {
 
 /* ---- small helpers ---------------------------------------------------- */
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static pmi_wait wait_for(double timeout, const char *what, const char *hint)
 {
-    pmi_wait w = {now_s() + timeout, timeout, what, hint};
+    pmi_wait w = {foehn_now() + timeout, timeout, what, hint};
     return w;
 }
 
@@ -254,17 +248,6 @@ static size_t escape_into(const unsigned char *v, size_t n, char *out)
     return o;
 }
 
-static int hex_digit(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
-
 /* Appends the unescaped s to out[*len..cap); -1 when s is no escaped text or does
  * not fit. */
 static int unescape_append(const char *s, unsigned char *out, size_t *len, size_t cap)
@@ -273,7 +256,7 @@ static int unescape_append(const char *s, unsigned char *out, size_t *len, size_
         if (*len >= cap)
             return -1;
         if (*p == '%') {
-            int hi = hex_digit(p[1]), lo = hi < 0 ? -1 : hex_digit(p[2]);
+            int hi = foehn_hex_value(p[1]), lo = hi < 0 ? -1 : foehn_hex_value(p[2]);
             if (hi < 0 || lo < 0)
                 return -1;
             out[(*len)++] = (unsigned char)(hi * 16 + lo);
@@ -314,7 +297,7 @@ static int wait_fd(foehn_pm *pm, pmi_state *st, short events, const pmi_wait *w,
                    foehn_error *err)
 {
     for (;;) {
-        double left = w->deadline - now_s();
+        double left = w->deadline - foehn_now();
         if (left <= 0)
             return fail_timeout(pm, w, err);
         double ms = left * 1000.0 + 1.0;
@@ -835,7 +818,7 @@ static int connect_port(foehn_pm *pm, pmi_state *st, const char *port_var, doubl
                           "cannot resolve the PMI server's host in PMI_PORT=\"%s\": %s", port_var,
                           gai_strerror(g));
     int last = 0;
-    double deadline = now_s() + timeout;
+    double deadline = foehn_now() + timeout;
     for (struct addrinfo *a = res; a; a = a->ai_next) {
         int fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK,
                         a->ai_protocol);
@@ -846,7 +829,7 @@ static int connect_port(foehn_pm *pm, pmi_state *st, const char *port_var, doubl
         int rc = connect(fd, a->ai_addr, a->ai_addrlen);
         if (rc < 0 && errno == EINPROGRESS) {
             for (;;) {
-                double left = deadline - now_s();
+                double left = deadline - foehn_now();
                 if (left <= 0) {
                     errno = ETIMEDOUT;
                     break;

@@ -12,6 +12,9 @@
  */
 #include "pm/rendezvous.h"
 
+#include "common/clock.h"
+#include "common/random.h"
+
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -25,11 +28,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
-#include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "common/error.h"
@@ -121,13 +122,6 @@ struct foehn_rdv_server {
     double accept_resume; /* 0 unless accepting is paused */
 };
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 /* ---- frames and output queues ------------------------------------------ */
 
 static rdv_buf *buf_new(rdv_frame_type type, size_t payload_len)
@@ -153,7 +147,7 @@ static rdv_buf *buf_u32_text(rdv_frame_type type, uint32_t value, const char *te
     size_t n = strlen(text);
     rdv_buf *b = buf_new(type, 4 + n);
     if (b) {
-        rdv_put_u32(b->data + RDV_HEADER_LEN, value);
+        foehn_put_u32(b->data + RDV_HEADER_LEN, value);
         memcpy(b->data + RDV_HEADER_LEN + 4, text, n);
     }
     return b;
@@ -273,7 +267,7 @@ static void conn_add(foehn_rdv_server *srv, int fd)
     c->fd = fd;
     c->state = CONN_PROBATION;
     c->rank = -1;
-    c->hello_deadline = now() + RDV_HELLO_TIMEOUT;
+    c->hello_deadline = foehn_now() + RDV_HELLO_TIMEOUT;
     srv->conns[srv->nconns++] = c;
 }
 
@@ -288,7 +282,7 @@ static void accept_all(foehn_rdv_server *srv)
         if (errno == EINTR || errno == ECONNABORTED)
             continue;
         if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
-            srv->accept_resume = now() + ACCEPT_PAUSE; /* probation timeouts free some */
+            srv->accept_resume = foehn_now() + ACCEPT_PAUSE; /* probation timeouts free some */
         return;
     }
 }
@@ -354,7 +348,7 @@ static void rank_gone(foehn_rdv_server *srv, int rank, const char *how)
     s->state = SLOT_GONE;
     if (!srv->died && srv->grace_rank < 0) {
         srv->grace_rank = rank;
-        srv->grace_deadline = now() + DEATH_GRACE;
+        srv->grace_deadline = foehn_now() + DEATH_GRACE;
     }
 }
 
@@ -392,12 +386,12 @@ static void complete_fence(foehn_rdv_server *srv)
         return;
     }
     unsigned char *p = b->data + RDV_HEADER_LEN;
-    rdv_put_u32(p, srv->seq);
-    rdv_put_u32(p + 4, (uint32_t)srv->size);
+    foehn_put_u32(p, srv->seq);
+    foehn_put_u32(p + 4, (uint32_t)srv->size);
     p += 8;
     for (int r = 0; r < srv->size; r++) {
         size_t n = srv->slots[r].fence_len - 4;
-        rdv_put_u32(p, (uint32_t)n);
+        foehn_put_u32(p, (uint32_t)n);
         memcpy(p + 4, srv->slots[r].fence + 4, n);
         p += 4 + n;
     }
@@ -417,7 +411,7 @@ static void on_fence(foehn_rdv_server *srv, rdv_conn *c, unsigned char *payload,
         why = "a fence without its number";
     else if (rdv_kv_check(payload + 4, len - 4, &why) != 0)
         ; /* why says what was wrong */
-    else if (!srv->died && (rdv_get_u32(payload) != srv->seq || s->arrived))
+    else if (!srv->died && (foehn_get_u32(payload) != srv->seq || s->arrived))
         why = "a fence out of step with the others'"; /* after a failure, steps don't matter */
     if (why) {
         free(payload);
@@ -450,7 +444,7 @@ static void on_abort(foehn_rdv_server *srv, rdv_conn *c, const unsigned char *pa
         return;
     }
     int rank = c->rank;
-    int status = (int)(int32_t)rdv_get_u32(payload);
+    int status = (int)(int32_t)foehn_get_u32(payload);
     char message[RDV_TEXT_MAX + 1];
     sanitize(message, sizeof message, payload + 4, len - 4);
     srv->slots[rank].state = SLOT_GONE;
@@ -519,7 +513,7 @@ static void on_status(foehn_rdv_server *srv, rdv_conn *c)
 
 static void on_hello(foehn_rdv_server *srv, rdv_conn *c, const unsigned char *p)
 {
-    uint32_t magic = rdv_get_u32(p), rank = rdv_get_u32(p + 8 + RDV_TOKEN_BYTES);
+    uint32_t magic = foehn_get_u32(p), rank = foehn_get_u32(p + 8 + RDV_TOKEN_BYTES);
     unsigned version = (unsigned)p[4] << 8 | p[5];
     /* Token first, and always: how far the checks get says nothing about it. */
     if (!rdv_token_equal(p + 8, srv->token) || magic != RDV_MAGIC || version != RDV_VERSION ||
@@ -533,7 +527,7 @@ static void on_hello(foehn_rdv_server *srv, rdv_conn *c, const unsigned char *p)
     srv->slots[rank].conn = c;
     rdv_buf *b = buf_new(RDV_WELCOME, 4);
     if (b)
-        rdv_put_u32(b->data + RDV_HEADER_LEN, (uint32_t)srv->size);
+        foehn_put_u32(b->data + RDV_HEADER_LEN, (uint32_t)srv->size);
     conn_send(c, b);
     buf_unref(b);
 }
@@ -570,7 +564,7 @@ static void on_frame(foehn_rdv_server *srv, rdv_conn *c, unsigned type, unsigned
 /* The header is in: is the frame one this connection may send? */
 static bool header_ok(const rdv_conn *c, unsigned *type, size_t *len)
 {
-    *len = rdv_get_u32(c->hdr);
+    *len = foehn_get_u32(c->hdr);
     *type = c->hdr[4];
     if (c->state == CONN_PROBATION)
         return *type == RDV_HELLO && *len == RDV_HELLO_LEN;
@@ -751,14 +745,14 @@ static void *server_main(void *arg)
             poll(NULL, 0, 10);
             continue;
         }
-        int ready = poll(pfds, 2 + nconns, next_timeout(srv, now()));
+        int ready = poll(pfds, 2 + nconns, next_timeout(srv, foehn_now()));
         if (ready < 0 && errno != EINTR)
             poll(NULL, 0, 10);
         if (ready > 0 && (pfds[0].revents & POLLIN) && take_inbox(srv))
             break;
         if (ready > 0)
             dispatch(srv, pfds, nconns);
-        expire(srv, now());
+        expire(srv, foehn_now());
         conns_sweep(srv);
     }
     return NULL;
@@ -950,20 +944,8 @@ void foehn_rdv_server_stop(foehn_rdv_server *server)
 int foehn_rdv_new_token(char token[FOEHN_RDV_TOKEN_LEN + 1], foehn_error *err)
 {
     unsigned char raw[RDV_TOKEN_BYTES];
-    size_t got = 0;
-    while (got < sizeof raw) {
-        ssize_t n = getrandom(raw + got, sizeof raw - got, 0);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return foehn_fail(err, FOEHN_ERR_SYSTEM, "getrandom: %s", strerror(errno));
-        got += (size_t)n;
-    }
-    static const char digits[] = "0123456789abcdef";
-    for (size_t i = 0; i < sizeof raw; i++) {
-        token[2 * i] = digits[raw[i] >> 4];
-        token[2 * i + 1] = digits[raw[i] & 15];
-    }
-    token[FOEHN_RDV_TOKEN_LEN] = '\0';
-    return FOEHN_OK;
+    int rc = foehn_random_bytes(raw, sizeof raw, err);
+    if (rc == FOEHN_OK)
+        foehn_hex_encode(raw, sizeof raw, token);
+    return rc;
 }

@@ -1,26 +1,16 @@
 /* The parts of the rendezvous wire both ends share: tokens and kv-blocks. */
 #include "pm/rendezvous_wire.h"
 
+#include "common/random.h"
 #include "pm/pm.h"
-
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
 
 int rdv_token_decode(const char *hex, unsigned char out[RDV_TOKEN_BYTES])
 {
     if (!hex)
         return -1;
     for (size_t i = 0; i < RDV_TOKEN_BYTES; i++) {
-        int hi = hex_value(hex[2 * i]);
-        int lo = hi < 0 ? -1 : hex_value(hex[2 * i + 1]);
+        int hi = foehn_hex_value(hex[2 * i]);
+        int lo = hi < 0 ? -1 : foehn_hex_value(hex[2 * i + 1]);
         if (lo < 0)
             return -1; /* also stops at a NUL: never reads past a short string */
         out[i] = (unsigned char)(hi << 4 | lo);
@@ -49,7 +39,7 @@ int rdv_kv_check(const unsigned char *block, size_t len, const char **why)
         *why = "a key/value block shorter than its count";
         return -1;
     }
-    uint32_t count = rdv_get_u32(block);
+    uint32_t count = foehn_get_u32(block);
     size_t pos = 4;
     for (uint32_t i = 0; i < count; i++) {
         if (len - pos < 1) {
@@ -67,7 +57,7 @@ int rdv_kv_check(const unsigned char *block, size_t len, const char **why)
                 return -1;
             }
         pos += key_len;
-        uint32_t value_len = rdv_get_u32(block + pos);
+        uint32_t value_len = foehn_get_u32(block + pos);
         pos += 4;
         if (value_len > FOEHN_PM_VALUE_MAX || len - pos < value_len) {
             *why = "a value of a bad length";
@@ -89,7 +79,7 @@ void rdv_kv_next(const unsigned char *block, size_t *pos, const unsigned char **
     *key_len = block[p++];
     *key = block + p;
     p += *key_len;
-    *value_len = rdv_get_u32(block + p);
+    *value_len = foehn_get_u32(block + p);
     p += 4;
     *value = block + p;
     *pos = p + *value_len;

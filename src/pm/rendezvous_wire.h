@@ -29,6 +29,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/bytes.h"
+
 #include "pm/rendezvous.h"
 
 #define RDV_MAGIC 0x464F4548u /* "FOEH" */
@@ -63,22 +65,10 @@ typedef enum rdv_frame_type {
     RDV_STATUS_REPLY = 9,
 } rdv_frame_type;
 
-static inline void rdv_put_u32(unsigned char *p, uint32_t v)
-{
-    p[0] = (unsigned char)(v >> 24);
-    p[1] = (unsigned char)(v >> 16);
-    p[2] = (unsigned char)(v >> 8);
-    p[3] = (unsigned char)v;
-}
-
-static inline uint32_t rdv_get_u32(const unsigned char *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
-}
 
 static inline void rdv_put_header(unsigned char *p, uint32_t length, rdv_frame_type type)
 {
-    rdv_put_u32(p, length);
+    foehn_put_u32(p, length);
     p[4] = (unsigned char)type;
 }
 

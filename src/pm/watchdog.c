@@ -20,6 +20,10 @@
  */
 #include "pm/watchdog.h"
 
+#include "common/bytes.h"
+#include "common/clock.h"
+#include "common/random.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -35,10 +39,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "common/error.h"
@@ -113,40 +115,10 @@ struct foehn_watchdog {
 
 /* ---- small helpers ------------------------------------------------------ */
 
-static void put_u32(unsigned char *p, uint32_t v)
-{
-    p[0] = (unsigned char)(v >> 24);
-    p[1] = (unsigned char)(v >> 16);
-    p[2] = (unsigned char)(v >> 8);
-    p[3] = (unsigned char)v;
-}
-
-static uint32_t get_u32(const unsigned char *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
-}
-
 static void put_header(unsigned char *p, uint32_t length, wd_type type)
 {
-    put_u32(p, length);
+    foehn_put_u32(p, length);
     p[4] = (unsigned char)type;
-}
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-/* Milliseconds until deadline for poll(), rounded up, at least 0. */
-static int ms_until(double deadline)
-{
-    double left = deadline - now();
-    if (left <= 0)
-        return 0;
-    double ms = left * 1000.0 + 1.0; /* rounded up: poll never wakes before the deadline */
-    return ms > 1e9 ? 1000000000 : (int)ms;
 }
 
 static void close_fd(int *fd)
@@ -190,7 +162,7 @@ static int frame_next(const unsigned char *buf, size_t have, size_t max, wd_type
 {
     if (have < WD_HEADER)
         return 0;
-    uint32_t n = get_u32(buf);
+    uint32_t n = foehn_get_u32(buf);
     if (n > max - WD_HEADER)
         return -1;
     if (have < WD_HEADER + (size_t)n)
@@ -275,7 +247,7 @@ static void r0_tell_died(foehn_watchdog *wd, int dead)
     size_t n = strlen(host);
     unsigned char frame[WD_HEADER + 4 + 1 + WD_HOST_MAX];
     put_header(frame, (uint32_t)(4 + 1 + n), WD_DIED);
-    put_u32(frame + WD_HEADER, (uint32_t)dead);
+    foehn_put_u32(frame + WD_HEADER, (uint32_t)dead);
     frame[WD_HEADER + 4] = (unsigned char)n;
     memcpy(frame + WD_HEADER + 5, host, n);
     for (int k = 1; k < wd->size; k++)
@@ -387,11 +359,11 @@ static bool r0_service_stranger(foehn_watchdog *wd, size_t i, int *hellos)
         s->have += (size_t)n;
     /* Judge the header as soon as it is there: garbage is closed at once. */
     if (s->have >= WD_HEADER) {
-        uint32_t len = get_u32(s->buf);
+        uint32_t len = foehn_get_u32(s->buf);
         if (s->buf[4] != WD_HELLO || len < WD_HELLO_FIXED || len > WD_HELLO_FIXED + WD_HOST_MAX)
             return false;
     }
-    if (s->have >= WD_HEADER + 4 && get_u32(s->buf + WD_HEADER) != WD_MAGIC)
+    if (s->have >= WD_HEADER + 4 && foehn_get_u32(s->buf + WD_HEADER) != WD_MAGIC)
         return false;
     wd_type type;
     const unsigned char *p;
@@ -402,7 +374,7 @@ static bool r0_service_stranger(foehn_watchdog *wd, size_t i, int *hellos)
     if (s->have != WD_HEADER + len) /* a rank says nothing more before WELCOME */
         return false;
     uint32_t version = (uint32_t)p[4] << 8 | p[5];
-    uint32_t rank = get_u32(p + 8 + WD_TOKEN_BYTES);
+    uint32_t rank = foehn_get_u32(p + 8 + WD_TOKEN_BYTES);
     size_t host_len = p[WD_HELLO_FIXED - 1];
     if (version != WD_VERSION || p[6] || p[7] || !same_token(p + 8, wd->token) ||
         len != WD_HELLO_FIXED + host_len || rank == 0 || rank >= (uint32_t)wd->size ||
@@ -478,11 +450,11 @@ static void r0_close_all(foehn_watchdog *wd)
 
 static int r0_start(foehn_watchdog *wd, double timeout, foehn_error *err)
 {
-    double deadline = now() + timeout;
+    double deadline = foehn_now() + timeout;
     int hellos = 0;
     bool paused = false; /* accept failed (out of descriptors): wait for a stranger to go */
     while (hellos < wd->size - 1) {
-        int wait = ms_until(deadline);
+        int wait = foehn_ms_until(deadline);
         if (wait == 0) {
             char missing[128], text[600];
             missing_ranks(wd, missing, sizeof missing);
@@ -577,7 +549,7 @@ static bool up_frames(foehn_watchdog *wd)
         if (got > 0 && type == WD_DIED && len >= 5 && len == 5u + p[4]) {
             char host[WD_HOST_MAX + 1];
             copy_host(host, p + 5, p[4]);
-            uint32_t dead = get_u32(p);
+            uint32_t dead = foehn_get_u32(p);
             stop_for_death(dead > INT32_MAX ? -1 : (int)dead, host, wd->rank);
         }
         if (got > 0 && type == WD_FAIL && len >= 1 && len == 1u + p[0]) {
@@ -677,7 +649,7 @@ static int wait_fd(int fd, short events, double deadline)
 {
     for (;;) {
         struct pollfd pfd = {.fd = fd, .events = events};
-        int r = poll(&pfd, 1, ms_until(deadline));
+        int r = poll(&pfd, 1, foehn_ms_until(deadline));
         if (r < 0 && errno == EINTR)
             continue;
         return r < 0 ? -1 : r;
@@ -690,7 +662,7 @@ static int up_start(foehn_watchdog *wd, const char *value, double timeout, foehn
     int rc = parse_value(value, ip, sizeof ip, port, sizeof port, wd->token, err);
     if (rc != FOEHN_OK)
         return rc;
-    double deadline = now() + timeout;
+    double deadline = foehn_now() + timeout;
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV};
     struct addrinfo *ai = NULL;
@@ -728,12 +700,12 @@ static int up_start(foehn_watchdog *wd, const char *value, double timeout, foehn
     unsigned char hello[WD_FRAME_MAX];
     put_header(hello, (uint32_t)(WD_HELLO_FIXED + host_len), WD_HELLO);
     unsigned char *p = hello + WD_HEADER;
-    put_u32(p, WD_MAGIC);
+    foehn_put_u32(p, WD_MAGIC);
     p[4] = (unsigned char)(WD_VERSION >> 8);
     p[5] = (unsigned char)WD_VERSION;
     p[6] = p[7] = 0;
     memcpy(p + 8, wd->token, WD_TOKEN_BYTES);
-    put_u32(p + 8 + WD_TOKEN_BYTES, (uint32_t)wd->rank);
+    foehn_put_u32(p + 8 + WD_TOKEN_BYTES, (uint32_t)wd->rank);
     p[WD_HELLO_FIXED - 1] = (unsigned char)host_len;
     memcpy(p + WD_HELLO_FIXED, wd->host, host_len);
     size_t total = WD_HEADER + WD_HELLO_FIXED + host_len, sent = 0;
@@ -921,14 +893,9 @@ static int r0_listen(foehn_watchdog *wd, const char *ip, char *publish, size_t p
     for (size_t k = 0; k < n; k++)
         wd->peers[k].fd = -1;
 
-    for (size_t got = 0; got < sizeof wd->token;) {
-        ssize_t r = getrandom(wd->token + got, sizeof wd->token - got, 0);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0)
-            return foehn_fail(err, FOEHN_ERR_SYSTEM, "watchdog: getrandom: %s", strerror(errno));
-        got += (size_t)r;
-    }
+    rc = foehn_random_bytes(wd->token, sizeof wd->token, err);
+    if (rc != FOEHN_OK)
+        return rc;
 
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE};

@@ -4,6 +4,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include <stdbool.h>
 #include <stdlib.h>
 
 #include "pm/pm.h"
@@ -42,6 +43,21 @@ static foehn_pm *live(PMObject *self)
     return self->pm;
 }
 
+/* Ends the watchdog (a clean goodbye) and, with pm too, the pm handle, without
+ * the GIL: both may wait on the network. Each is released once. */
+static void release(PMObject *self, bool pm_too)
+{
+    foehn_watchdog *wd = self->wd;
+    foehn_pm *pm = pm_too ? self->pm : NULL;
+    self->wd = NULL;
+    if (pm_too)
+        self->pm = NULL;
+    Py_BEGIN_ALLOW_THREADS
+    foehn_watchdog_stop(wd);
+    foehn_pm_finalize(pm);
+    Py_END_ALLOW_THREADS
+}
+
 static PyObject *pm_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
     static char *kwlist[] = {NULL};
@@ -69,19 +85,7 @@ static void pm_dealloc(PyObject *obj)
 {
     PMObject *self = (PMObject *)obj;
     PyTypeObject *type = Py_TYPE(obj);
-    if (self->wd) {
-        foehn_watchdog *wd = self->wd;
-        self->wd = NULL;
-        Py_BEGIN_ALLOW_THREADS
-        foehn_watchdog_stop(wd);
-        Py_END_ALLOW_THREADS
-    }
-    if (self->pm) {
-        Py_BEGIN_ALLOW_THREADS
-        foehn_pm_finalize(self->pm);
-        Py_END_ALLOW_THREADS
-        self->pm = NULL;
-    }
+    release(self, true);
     freefunc tp_free = (freefunc)PyType_GetSlot(type, Py_tp_free);
     tp_free(obj);
     Py_DECREF(type);
@@ -220,21 +224,7 @@ static PyObject *pm_abort(PyObject *obj, PyObject *args)
 static PyObject *pm_finalize(PyObject *obj, PyObject *unused)
 {
     (void)unused;
-    PMObject *self = (PMObject *)obj;
-    if (self->wd) {
-        foehn_watchdog *wd = self->wd;
-        self->wd = NULL;
-        Py_BEGIN_ALLOW_THREADS
-        foehn_watchdog_stop(wd);
-        Py_END_ALLOW_THREADS
-    }
-    if (self->pm) {
-        foehn_pm *pm = self->pm;
-        self->pm = NULL;
-        Py_BEGIN_ALLOW_THREADS
-        foehn_pm_finalize(pm);
-        Py_END_ALLOW_THREADS
-    }
+    release((PMObject *)obj, true);
     Py_RETURN_NONE;
 }
 
@@ -284,12 +274,7 @@ static PyObject *pm_watchdog_start(PyObject *obj, PyObject *args, PyObject *kwar
 static PyObject *pm_watchdog_stop(PyObject *obj, PyObject *unused)
 {
     (void)unused;
-    PMObject *self = (PMObject *)obj;
-    foehn_watchdog *wd = self->wd;
-    self->wd = NULL;
-    Py_BEGIN_ALLOW_THREADS
-    foehn_watchdog_stop(wd);
-    Py_END_ALLOW_THREADS
+    release((PMObject *)obj, false);
     Py_RETURN_NONE;
 }
 

@@ -356,10 +356,10 @@ static void hello_frame(unsigned char *f, const server *s, uint32_t magic, const
     rdv_put_header(f, RDV_HELLO_LEN, RDV_HELLO);
     unsigned char *p = f + RDV_HEADER_LEN;
     memset(p, 0, RDV_HELLO_LEN);
-    rdv_put_u32(p, magic);
+    foehn_put_u32(p, magic);
     p[5] = RDV_VERSION;
     rdv_token_decode(token ? token : s->token, p + 8);
-    rdv_put_u32(p + 8 + RDV_TOKEN_BYTES, rank);
+    foehn_put_u32(p + 8 + RDV_TOKEN_BYTES, rank);
 }
 
 static uint32_t xorshift(uint32_t *state)
