@@ -20,9 +20,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/error.h"
 #include "discovery/env.h"
-#include "common/clock.h"
 #include "pm/pm.h"
 #include "pm/rendezvous.h"
 #include "pm/rendezvous_wire.h"

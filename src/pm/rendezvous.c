@@ -12,9 +12,6 @@
  */
 #include "pm/rendezvous.h"
 
-#include "common/clock.h"
-#include "common/random.h"
-
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -33,7 +30,9 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/error.h"
+#include "common/random.h"
 #include "pm/rendezvous_wire.h"
 
 /* When a connection drops without BYE, how long to wait for the launcher to say how

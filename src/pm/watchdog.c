@@ -20,10 +20,6 @@
  */
 #include "pm/watchdog.h"
 
-#include "common/bytes.h"
-#include "common/clock.h"
-#include "common/random.h"
-
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -43,7 +39,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "common/bytes.h"
+#include "common/clock.h"
 #include "common/error.h"
+#include "common/random.h"
 
 #define WD_MAGIC 0x46574447u /* "FWDG" */
 #define WD_VERSION 1u
