@@ -10,6 +10,8 @@ from __future__ import annotations
 import datetime
 import inspect
 import os
+import sys
+import time
 from typing import Any
 
 from . import _foehn
@@ -58,6 +60,22 @@ def _export(rank: int, size: int, local_rank: int, local_size: int, addr: str, p
                        "MASTER_ADDR": addr, "MASTER_PORT": str(port)})
 
 
+class _Phases:
+    """FOEHN_DEBUG: how long each step of the bootstrap took, on stderr."""
+
+    def __init__(self):
+        self.on = os.environ.get("FOEHN_DEBUG", "") not in ("", "0")
+        self.last = time.perf_counter()
+        self.who = ""
+
+    def done(self, phase: str) -> None:
+        now = time.perf_counter()
+        if self.on:
+            sys.stderr.write(f"foehn[{self.who}]: {phase} {(now - self.last) * 1e3:.3f} ms\n")
+            sys.stderr.flush()
+        self.last = now
+
+
 def _seconds(timeout) -> float:
     if timeout is None:
         return _DEFAULT_BOOTSTRAP_TIMEOUT.total_seconds()
@@ -66,11 +84,12 @@ def _seconds(timeout) -> float:
     return float(timeout)
 
 
-def _rendezvous(pm, job, timeout: float):
+def _rendezvous(pm, job, timeout: float, phases: _Phases):
     """Rank 0's TCPStore, created on a free port and published; every rank connects."""
     import torch.distributed as dist
     peers = [h for h in (job.hosts or ()) if h != job.hostname]
-    ip, iface, _why = _foehn.choose_address(peers, pm.num_nodes == 1)
+    ip, iface, why = _foehn.choose_address(peers, pm.num_nodes == 1)
+    phases.done(f"address {ip} ({iface or '?'}: {why})")
     # The interface that reaches the other ranks (FOEHN_IFACE's when set) is the one
     # gloo and NCCL need too; without this gloo resolves the host name, which may
     # point elsewhere.
@@ -84,6 +103,7 @@ def _rendezvous(pm, job, timeout: float):
         pm.put(STORE_KEY, f"{ip}:{store.port}")
         if watchdog:
             pm.put(WATCHDOG_KEY, watchdog)
+        phases.done(f"TCPStore on {ip}:{store.port}")
     pm.commit()
     try:
         pm.fence(timeout=timeout)
@@ -95,12 +115,15 @@ def _rendezvous(pm, job, timeout: float):
         rank0_watchdog = pm.get(0, WATCHDOG_KEY, timeout=timeout).decode()
     except KeyError:
         rank0_watchdog = ""  # rank 0 runs without one (FOEHN_WATCHDOG=0, or a job of one)
+    phases.done("fence: rank 0's address learnt")
     if rank0_watchdog:
         pm._pm.watchdog_start(rank0_watchdog, timeout=timeout)
+        phases.done("watchdog joined")
     addr, _, port_text = where.rpartition(":")
     port = int(port_text)
     if pm.rank != 0:
         store = dist.TCPStore(addr, port, pm.size, False, store_timeout)
+        phases.done(f"connected to the TCPStore at {where}")
     return store, addr, port
 
 
@@ -132,16 +155,21 @@ def init_process_group(*args: Any, **kwargs: Any):
             _bind_device(torch, job.local_rank or 0, given)
         return dist.init_process_group(**given)
 
+    phases = _Phases()
     pm = _pm_init()
+    phases.who = f"rank {pm.rank} of {pm.size}"
+    phases.done(f"foehn.init ({pm.provider} provider under {pm.launcher})")
     for name, mine in (("rank", pm.rank), ("world_size", pm.size)):
         theirs = given.get(name)
         if theirs is not None and theirs != -1 and theirs != mine:
             raise ValueError(f"foehn.pytorch.init_process_group: {name}={theirs} was given, "
                              f"but {pm.launcher} says this rank's {name} is {mine}")
-    store, addr, port = _rendezvous(pm, job, _seconds(given.get("timeout")))
+    store, addr, port = _rendezvous(pm, job, _seconds(given.get("timeout")), phases)
     _export(pm.rank, pm.size, pm.local_rank, pm.local_size, addr, port)
     if uses_nccl:
         _bind_device(torch, pm.local_rank, given)
     given.update(store=store, rank=pm.rank, world_size=pm.size)
     given.pop("init_method", None)
-    return dist.init_process_group(**given)
+    group = dist.init_process_group(**given)
+    phases.done(f"torch.distributed.init_process_group ({given['backend']})")
+    return group

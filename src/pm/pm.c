@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/clock.h"
 #include "common/error.h"
 #include "discovery/env.h"
 
@@ -68,6 +69,23 @@ static double timeout_from(char *const *envp, foehn_error *err, int *rc)
     return t;
 }
 
+/* FOEHN_DEBUG=1 (anything but empty or 0): how long each phase took, one line
+ * each on stderr, so a slow or stuck bootstrap shows where. */
+static bool debug_wanted(char *const *envp)
+{
+    const char *v = foehn_env_get(envp, "FOEHN_DEBUG");
+    return v && *v && strcmp(v, "0") != 0;
+}
+
+static void debug_phase(const foehn_pm *pm, const char *phase, double started, int rc)
+{
+    if (!pm->debug)
+        return;
+    fprintf(stderr, "foehn[rank %d of %d]: %s %.3f ms (%s provider under %s)%s\n", pm->rank,
+            pm->size, phase, (foehn_now() - started) * 1e3, pm->provider->name,
+            foehn_launcher_name(pm->job.launcher), rc == FOEHN_OK ? "" : ": failed");
+}
+
 /* Fills what the provider did not tell from what discovery saw. */
 static void fill_unknown(foehn_pm *pm)
 {
@@ -82,6 +100,7 @@ static void fill_unknown(foehn_pm *pm)
 
 int foehn_pm_init(foehn_pm **out, char *const *envp, foehn_error *err)
 {
+    double started = foehn_now();
     *out = NULL;
     foehn_error_reset(err);
     foehn_pm *pm = calloc(1, sizeof *pm);
@@ -116,6 +135,8 @@ int foehn_pm_init(foehn_pm **out, char *const *envp, foehn_error *err)
         return rc;
     }
     fill_unknown(pm);
+    pm->debug = debug_wanted(envp);
+    debug_phase(pm, "pm init", started, FOEHN_OK);
     *out = pm;
     return FOEHN_OK;
 }
@@ -160,7 +181,12 @@ double foehn_pm_timeout(const foehn_pm *pm, double timeout)
 int foehn_pm_fence(foehn_pm *pm, double timeout, foehn_error *err)
 {
     foehn_error_reset(err);
-    return pm->provider->fence(pm, foehn_pm_timeout(pm, timeout), err);
+    double started = foehn_now();
+    int rc = pm->provider->fence(pm, foehn_pm_timeout(pm, timeout), err);
+    char phase[32];
+    snprintf(phase, sizeof phase, "fence %u", ++pm->fences);
+    debug_phase(pm, phase, started, rc);
+    return rc;
 }
 
 int foehn_pm_get(foehn_pm *pm, int rank, const char *key, void **value, size_t *len,

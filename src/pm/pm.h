@@ -15,6 +15,7 @@
 #ifndef FOEHN_PM_PM_H
 #define FOEHN_PM_PM_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "foehn.h"
@@ -55,6 +56,8 @@ struct foehn_pm {
     int rank, size, local_rank, local_size, node_index, num_nodes;
     foehn_job job;                 /* what discovery saw (launcher, hosts, ...) */
     double timeout;                /* default for blocking calls: FOEHN_TIMEOUT, else 300 s */
+    bool debug;                    /* FOEHN_DEBUG: phase timings to stderr */
+    unsigned fences;               /* fences so far, for those timings */
 };
 
 extern const foehn_pm_provider foehn_pm_provider_pmix;

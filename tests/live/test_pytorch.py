@@ -132,3 +132,15 @@ def test_foehn_init_under_mpirun(openmpi):
 
 def test_foehn_init_under_hydra(hydra):
     python_exchange(hydra.launch(3, [PY, "-c", INIT]), 3, "pmi")
+
+
+def test_foehn_debug_times_each_bootstrap_phase():
+    r = run([foehn_program(), "run", "-n", "2", PY, "-c", REPORT.format(args="backend='gloo'")],
+            env={"FOEHN_DEBUG": "1"}, timeout=120)
+    r.check()
+    for phase in ("foehn.init (foehn provider under foehn)", "address 127.0.0.1 (lo:",
+                  "TCPStore on 127.0.0.1:", "fence: rank 0's address learnt",
+                  "connected to the TCPStore at 127.0.0.1:",
+                  "torch.distributed.init_process_group (gloo)"):
+        assert phase in r.stderr, phase
+    assert "foehn[rank 1 of 2]: torch.distributed.init_process_group (gloo)" in r.stderr

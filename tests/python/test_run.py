@@ -175,3 +175,15 @@ def test_finalized_ranks_may_exit_in_any_order():
     p = run("-n", "3", PY, "-c", code)
     assert p.returncode == 0, p.stderr
     assert p.stderr == ""
+
+
+def test_foehn_debug_prints_phase_timings():
+    code = "import foehn; foehn.init().barrier()"
+    p = run("-n", "2", PY, "-c", code, env={"FOEHN_DEBUG": "1"})
+    assert p.returncode == 0, p.stderr
+    for r in (0, 1):
+        assert f"foehn[rank {r} of 2]: pm init " in p.stderr
+        assert f"foehn[rank {r} of 2]: fence 1 " in p.stderr
+    assert "(foehn provider under foehn)" in p.stderr
+    quiet = run("-n", "2", PY, "-c", code)
+    assert quiet.stderr == ""
