@@ -59,8 +59,11 @@ install_debian_packages
 PY311=$(find_python 3.11) || { echo "setup: Python 3.11 not found" >&2; exit 1; }
 make_venv .venv "$PY311"
 say "Python packages for .venv (torch 2.13.0 CPU, pytest, build tools)"
-# torch==2.13.0 exactly: that CPU wheel lies on disk; anything newer pulls CUDA.
-.venv/bin/python -m pip install -q torch==2.13.0 numpy pytest meson-python meson ninja
+# torch==2.13.0 exactly: that CPU wheel lies on disk (in /opt/wheels on these
+# machines); anything newer pulls a multi-GB CUDA build.
+FIND_LINKS=()
+[ -d /opt/wheels ] && FIND_LINKS=(--find-links /opt/wheels)
+.venv/bin/python -m pip install -q "${FIND_LINKS[@]}" torch==2.13.0 numpy pytest meson-python meson ninja
 
 # The wheel is built by the oldest Python the stable ABI build supports (3.9), so
 # that its tag (cp39-abi3) admits every interpreter from 3.9 on.

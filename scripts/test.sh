@@ -48,7 +48,9 @@ say "hostlist fuzzer, ${FOEHN_FUZZ_SECONDS:-30} s"
 CC=clang meson_build build/fuzz -Dfuzz=enabled -Db_sanitize=address,undefined -Db_lundef=false
 mkdir -p build/fuzz/corpus
 build/fuzz/tests/fuzz_hostlist -max_total_time="${FOEHN_FUZZ_SECONDS:-30}" -print_final_stats=0 \
-  build/fuzz/corpus tests/fuzz/corpus/hostlist 2>&1 | tail -n 3
+  build/fuzz/corpus tests/fuzz/corpus/hostlist > build/fuzz/fuzz.log 2>&1 ||
+  { tail -n 60 build/fuzz/fuzz.log; echo "test: the hostlist fuzzer found a failure (above)" >&2; exit 1; }
+tail -n 2 build/fuzz/fuzz.log
 
 if [ -x .venv-3.13/bin/python ]; then
   say "Python tests on $(.venv-3.13/bin/python -V) (same wheel)"
