@@ -53,10 +53,12 @@ class ProcessGroupInfo:
         """Ask the launcher to stop the whole job."""
         self._pm.abort(status, message)
 
-    def finalize(self) -> None:
+    def finalize(self, _at_exit: bool = False) -> None:
+        """Leave the job: release the launcher's service (and say goodbye to the
+        watchdog, so that this rank's end is not taken for a death)."""
         global _current
         with _lock:
-            self._pm.finalize()
+            self._pm.finalize(at_exit=_at_exit)
             if _current is self:
                 _current = None
 
@@ -81,4 +83,6 @@ def init() -> ProcessGroupInfo:
 def _finalize_at_exit() -> None:
     current = _current
     if current is not None:
-        current.finalize()
+        # The exit status is not known yet: the watchdog's own exit hook says
+        # goodbye for a clean exit and stays silent for a failing one.
+        current.finalize(_at_exit=True)

@@ -37,6 +37,7 @@
 #include <strings.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/bytes.h"
@@ -768,6 +769,10 @@ static int up_start(foehn_watchdog *wd, const char *value, double timeout, foehn
 
 /* The watchdog a successful exit() ends as if stopped, and a fork()'s child lets go
  * of (one per process: the first started). */
+/* How long a failing exit waits for news of a dead peer (rank 0 relays it in
+ * milliseconds). */
+#define FAILING_EXIT_WAIT_NS 300000000L
+
 static pthread_mutex_t exit_lock = PTHREAD_MUTEX_INITIALIZER;
 static foehn_watchdog *exit_wd;
 static bool exit_hooked;
@@ -782,9 +787,17 @@ static void at_exit(int status, void *arg)
     foehn_watchdog *wd = exit_wd;
     exit_wd = NULL;
     pthread_mutex_unlock(&exit_lock);
-    if (wd && status == 0)
+    if (wd && status == 0) {
         stop_now(wd);
-    /* Any other status: no goodbye, so the others learn that this rank failed. */
+    } else if (wd && wd->running) {
+        /* Failing: no goodbye, so the others learn that this rank failed. But it
+         * may fail because a peer died (gloo's "Connection closed by peer" often
+         * beats rank 0's word): give the watching thread a moment to hear which
+         * rank died and end this process saying so. */
+        struct timespec moment = {0, FAILING_EXIT_WAIT_NS};
+        while (nanosleep(&moment, &moment) != 0 && errno == EINTR)
+            ;
+    }
 }
 #endif
 

@@ -4,7 +4,6 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
-#include <stdbool.h>
 #include <stdlib.h>
 
 #include "pm/pm.h"
@@ -43,14 +42,20 @@ static foehn_pm *live(PMObject *self)
     return self->pm;
 }
 
-/* Ends the watchdog (a clean goodbye) and, with pm too, the pm handle, without
- * the GIL: both may wait on the network. Each is released once. */
-static void release(PMObject *self, bool pm_too)
+/* What to let go of: the watchdog (with a clean goodbye), the pm handle, or both.
+ * At interpreter exit the watchdog is left to its own exit hook, which knows the
+ * exit status: a goodbye said here would hide a rank that is exiting because of an
+ * error (Python runs atexit handlers and deallocates before the status is final). */
+enum { RELEASE_WATCHDOG = 1, RELEASE_PM = 2 };
+
+/* Releases without the GIL (both may wait on the network); each once. */
+static void release(PMObject *self, int what)
 {
-    foehn_watchdog *wd = self->wd;
-    foehn_pm *pm = pm_too ? self->pm : NULL;
-    self->wd = NULL;
-    if (pm_too)
+    foehn_watchdog *wd = (what & RELEASE_WATCHDOG) ? self->wd : NULL;
+    foehn_pm *pm = (what & RELEASE_PM) ? self->pm : NULL;
+    if (what & RELEASE_WATCHDOG)
+        self->wd = NULL;
+    if (what & RELEASE_PM)
         self->pm = NULL;
     Py_BEGIN_ALLOW_THREADS
     foehn_watchdog_stop(wd);
@@ -85,7 +90,7 @@ static void pm_dealloc(PyObject *obj)
 {
     PMObject *self = (PMObject *)obj;
     PyTypeObject *type = Py_TYPE(obj);
-    release(self, true);
+    release(self, RELEASE_PM); /* the watchdog, if any, is ended by its exit hook */
     freefunc tp_free = (freefunc)PyType_GetSlot(type, Py_tp_free);
     tp_free(obj);
     Py_DECREF(type);
@@ -221,10 +226,13 @@ static PyObject *pm_abort(PyObject *obj, PyObject *args)
     return foehn_py_raise(FOEHN_ERR_SYSTEM, &err);
 }
 
-static PyObject *pm_finalize(PyObject *obj, PyObject *unused)
+static PyObject *pm_finalize(PyObject *obj, PyObject *args, PyObject *kwargs)
 {
-    (void)unused;
-    release((PMObject *)obj, true);
+    static char *kwlist[] = {"at_exit", NULL};
+    int at_exit = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|p", kwlist, &at_exit))
+        return NULL;
+    release((PMObject *)obj, at_exit ? RELEASE_PM : RELEASE_PM | RELEASE_WATCHDOG);
     Py_RETURN_NONE;
 }
 
@@ -274,7 +282,7 @@ static PyObject *pm_watchdog_start(PyObject *obj, PyObject *args, PyObject *kwar
 static PyObject *pm_watchdog_stop(PyObject *obj, PyObject *unused)
 {
     (void)unused;
-    release((PMObject *)obj, false);
+    release((PMObject *)obj, RELEASE_WATCHDOG);
     Py_RETURN_NONE;
 }
 
@@ -301,7 +309,9 @@ static PyMethodDef pm_methods[] = {
     {"barrier", (PyCFunction)(void (*)(void))pm_barrier, METH_VARARGS | METH_KEYWORDS,
      "barrier(timeout=None): wait for every rank"},
     {"abort", pm_abort, METH_VARARGS, "abort(status=1, message=''): stop the whole job"},
-    {"finalize", pm_finalize, METH_NOARGS, "finalize(): release the launcher's service"},
+    {"finalize", (PyCFunction)(void (*)(void))pm_finalize, METH_VARARGS | METH_KEYWORDS,
+     "finalize(at_exit=False): release the launcher's service (and the watchdog, with a "
+     "clean goodbye, unless at_exit: then its exit hook decides by the exit status)"},
     {"info", pm_info, METH_NOARGS, "info() -> dict of rank, size, ..., provider, launcher"},
     {"watchdog_listen", pm_watchdog_listen, METH_VARARGS,
      "watchdog_listen(ip) -> str: rank 0 listens and returns what to publish ('' elsewhere)"},
