@@ -10,19 +10,22 @@ from tests.engines.base import foehn_program, run
 
 PY = sys.executable
 
-# Rank 1 dies where the others enter the bootstrap (torch imported, no fence yet).
+# Rank 1 dies where the others enter the bootstrap (torch imported, no fence yet),
+# writing the moment into the file named by argv[1] so the test can time the others.
 KILLED_DURING = """
-import os, signal, torch, foehn.pytorch
-if os.environ.get("RANK", os.environ.get("SLURM_PROCID")) == "1":
+import os, signal, sys, time, torch, foehn.pytorch
+if os.environ.get("FOEHN_RANK", os.environ.get("SLURM_PROCID")) == "1":
+    open(sys.argv[1], "w").write(repr(time.time()))
     os.kill(os.getpid(), signal.SIGKILL)
 foehn.pytorch.init_process_group(backend="gloo")
 """
 
 KILLED_AFTER = """
-import os, signal, time, torch, torch.distributed as dist, foehn.pytorch
+import os, signal, sys, time, torch, torch.distributed as dist, foehn.pytorch
 foehn.pytorch.init_process_group(backend="gloo")
 if dist.get_rank() == 1:
     time.sleep(1)
+    open(sys.argv[1], "w").write(repr(time.time()))
     os.kill(os.getpid(), signal.SIGKILL)
 t = torch.ones(1)
 while True:
@@ -30,32 +33,32 @@ while True:
 """
 
 
-def timed(fn):
-    t0 = time.monotonic()
-    result = fn()
-    return result, time.monotonic() - t0
+def seconds_since(death_file) -> float:
+    return time.time() - float(open(death_file).read())
 
 
-def test_foehn_run_rank_killed_during_bootstrap():
-    r, took = timed(lambda: run([foehn_program(), "run", "-n", "4", PY, "-c", KILLED_DURING],
-                                timeout=60))
-    assert took < 10, r.stderr
-    assert r.returncode != 0
+def test_foehn_run_rank_killed_during_bootstrap(tmp_path):
+    death = tmp_path / "death"
+    r = run([foehn_program(), "run", "--grace", "6", "-n", "4", PY, "-c", KILLED_DURING,
+             str(death)], timeout=60)
+    assert seconds_since(death) < 10, r.stderr
+    assert r.returncode == 128 + 9
     assert "rank 1 was killed by signal 9 (Killed)" in r.stderr
-    # The others said themselves which rank they lost, not only the launcher.
-    assert "rank 1 died" in r.stderr and "PeerError" in r.stderr, r.stderr
+    # Each of the others said itself which rank it lost, without waiting for the grace.
+    assert r.stderr.count("foehn.PeerError:") == 3, r.stderr
+    assert r.stderr.count("rank 1 died (was killed by signal 9 (Killed)) before the fence") == 3
 
 
-def test_foehn_run_rank_killed_after_bootstrap():
-    r, took = timed(lambda: run([foehn_program(), "run", "-n", "4", PY, "-c", KILLED_AFTER],
-                                timeout=60))
-    assert took < 15, r.stderr
+def test_foehn_run_rank_killed_after_bootstrap(tmp_path):
+    death = tmp_path / "death"
+    r = run([foehn_program(), "run", "-n", "4", PY, "-c", KILLED_AFTER, str(death)], timeout=60)
+    assert seconds_since(death) < 10, r.stderr
     assert r.returncode == 128 + 9
     assert "rank 1 was killed by signal 9 (Killed); stopping the other 3 ranks" in r.stderr
     # The watchdog stopped the others at once, each naming the dead rank.
     for other in (0, 2, 3):
-        assert f"foehn: rank 1 (host " in r.stderr
-        assert f"died without finishing; stopping rank {other}" in r.stderr
+        assert f"died without finishing; stopping rank {other}" in r.stderr, r.stderr
+    assert "foehn: rank 1 (host " in r.stderr
 
 
 def test_no_rank_0_times_out_with_a_clear_error():
@@ -63,8 +66,9 @@ def test_no_rank_0_times_out_with_a_clear_error():
             "if os.environ['RANK'] == '0': time.sleep(30)\n"
             "foehn.pytorch.init_process_group(backend='gloo', "
             "timeout=datetime.timedelta(seconds=3))\n")
-    r, took = timed(lambda: run([foehn_program(), "run", "--grace", "0.5", "-n", "3", PY, "-c",
-                                 code], timeout=60))
+    t0 = time.monotonic()
+    r = run([foehn_program(), "run", "--grace", "0.5", "-n", "3", PY, "-c", code], timeout=60)
+    took = time.monotonic() - t0
     assert took < 15
     assert r.returncode == 1
     err = r.stderr
@@ -97,37 +101,11 @@ print("sum", int(t.item()))
     assert r.stdout.split() == ["sum", "6"] * 3
 
 
-# Under srun: rank 1 writes when it dies, so the test can time how fast the others end.
-SRUN_KILLED_DURING = """
-import os, signal, sys, time, torch, foehn.pytorch
-if os.environ["SLURM_PROCID"] == "1":
-    open(sys.argv[1], "w").write(repr(time.time()))
-    os.kill(os.getpid(), signal.SIGKILL)
-foehn.pytorch.init_process_group(backend="gloo")
-"""
-
-SRUN_KILLED_AFTER = """
-import os, signal, sys, time, torch, torch.distributed as dist, foehn.pytorch
-foehn.pytorch.init_process_group(backend="gloo")
-if dist.get_rank() == 1:
-    time.sleep(1)
-    open(sys.argv[1], "w").write(repr(time.time()))
-    os.kill(os.getpid(), signal.SIGKILL)
-t = torch.ones(1)
-while True:
-    dist.all_reduce(t)
-"""
-
-
-def seconds_since(death_file) -> float:
-    return time.time() - float(open(death_file).read())
-
-
 def test_srun_rank_killed_during_bootstrap(slurm, tmp_path):
     """srun with --kill-on-bad-exit (how HPC jobs run) stops the step; ranks on the
     dead rank's node also learn it from PMIx at once."""
     death = tmp_path / "death"
-    r = slurm.srun([PY, "-c", SRUN_KILLED_DURING, str(death)], nodes=2, ntasks=4, mpi="pmix",
+    r = slurm.srun([PY, "-c", KILLED_DURING, str(death)], nodes=2, ntasks=4, mpi="pmix",
                    timeout=90)
     assert seconds_since(death) < 10, r.stderr
     assert r.returncode != 0
@@ -138,7 +116,7 @@ def test_srun_rank_killed_after_bootstrap_without_kill_on_bad_exit(slurm, tmp_pa
     """Slurm's default (no --kill-on-bad-exit) leaves the others in gloo's all_reduce;
     Foehn's watchdog stops each of them, naming the dead rank and its host."""
     death = tmp_path / "death"
-    r = slurm.srun([PY, "-c", SRUN_KILLED_AFTER, str(death)], nodes=2, ntasks=4, mpi="pmix",
+    r = slurm.srun([PY, "-c", KILLED_AFTER, str(death)], nodes=2, ntasks=4, mpi="pmix",
                    extra=("--kill-on-bad-exit=0",), timeout=90)
     assert seconds_since(death) < 10, r.stderr
     assert r.returncode != 0
