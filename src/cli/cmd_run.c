@@ -8,13 +8,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "cli/cli.h"
 #include "cli/run.h"
 #include "common/clock.h"
+#include "common/fdio.h"
 #include "pm/rendezvous.h"
 
 /* Seconds from SIGTERM to SIGKILL when stopping ranks. */
@@ -287,16 +287,6 @@ static void loop(run_job *job)
     free(owner);
 }
 
-/* Raises the open-file limit: three descriptors per rank live here. */
-static void raise_fd_limit(void)
-{
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
-    }
-}
-
 static int install_signals(run_job *job)
 {
     if (pipe2(job->wake, O_CLOEXEC | O_NONBLOCK) != 0)
@@ -404,7 +394,8 @@ int foehn_cmd_run(int argc, char **argv)
         return parsed;
     job.failed_rank = job.abort_rank = -1;
     pthread_mutex_init(&job.abort_lock, NULL);
-    raise_fd_limit();
+    /* Two output pipes per rank here, and the rendezvous's connection to each. */
+    foehn_fd_limit_raise(3ULL * (unsigned long long)job.opt.nranks + 64);
     char token[FOEHN_RDV_TOKEN_LEN + 1];
     foehn_error err;
     job.ranks = calloc((size_t)job.opt.nranks, sizeof *job.ranks);

@@ -9,22 +9,9 @@
 #include <unistd.h>
 
 #include "cli/run.h"
+#include "common/fdio.h"
 
 extern char **environ;
-
-/* Writes all of buf, riding out EINTR and short writes. */
-static void write_all(int fd, const char *buf, size_t len)
-{
-    while (len > 0) {
-        ssize_t n = write(fd, buf, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return; /* our own stdout is gone: nothing better to do with the bytes */
-        buf += n;
-        len -= (size_t)n;
-    }
-}
 
 /* One line (with its newline) to the stream's destination, tagged if asked:
  * one write per line, so lines of different ranks never interleave. */
@@ -38,7 +25,7 @@ static void emit_line(const run_stream *s, int rank, bool tag, const char *line,
     if (len == 0 || line[len - 1] != '\n')
         foehn_strbuf_append(&out, "\n");
     if (!out.failed)
-        write_all(s->out, out.data, out.len);
+        foehn_write_all(s->out, out.data, out.len);
     foehn_strbuf_release(&out);
 }
 

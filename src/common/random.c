@@ -20,6 +20,15 @@ int foehn_random_bytes(void *buf, size_t len, foehn_error *err)
     return FOEHN_OK;
 }
 
+bool foehn_secrets_equal(const unsigned char *a, const unsigned char *b, size_t len)
+{
+    /* volatile keeps the compiler from turning the loop into an early-exit memcmp. */
+    volatile unsigned char diff = 0;
+    for (size_t i = 0; i < len; i++)
+        diff = (unsigned char)(diff | (a[i] ^ b[i]));
+    return diff == 0;
+}
+
 void foehn_hex_encode(const unsigned char *bytes, size_t len, char *out)
 {
     static const char digits[] = "0123456789abcdef";

@@ -22,6 +22,7 @@
 
 #include "common/clock.h"
 #include "common/error.h"
+#include "common/fdio.h"
 #include "discovery/env.h"
 #include "pm/pm.h"
 #include "pm/rendezvous.h"
@@ -73,22 +74,6 @@ typedef struct client {
     char failure[sizeof(((foehn_error *)0)->message)];
 } client;
 
-/* poll() on one descriptor until deadline: 1 ready, 0 timed out, -1 error. */
-static int wait_fd(int fd, short events, double deadline)
-{
-    for (;;) {
-        int ms = foehn_ms_until(deadline);
-        if (ms == 0)
-            return 0;
-        struct pollfd p = {.fd = fd, .events = events};
-        int n = poll(&p, 1, ms);
-        if (n > 0)
-            return 1;
-        if (n < 0 && errno != EINTR)
-            return -1;
-    }
-}
-
 static int bytes_append(bytes *b, const void *data, size_t len)
 {
     if (b->cap - b->len < len) {
@@ -122,7 +107,7 @@ static int send_all(client *c, const unsigned char *buf, size_t len, double dead
             continue;
         if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
             return FOEHN_ERR_PEER;
-        int ready = wait_fd(c->fd, POLLOUT, deadline);
+        int ready = foehn_wait_fd(c->fd, POLLOUT, deadline);
         if (ready == 0)
             return FOEHN_ERR_TIMEOUT;
         if (ready < 0)
@@ -162,7 +147,7 @@ static int read_frame(client *c, double deadline, unsigned *type, unsigned char 
         if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK))
             return FOEHN_ERR_PEER;
         if (n < 0) {
-            int ready = errno == EINTR ? 1 : wait_fd(c->fd, POLLIN, deadline);
+            int ready = errno == EINTR ? 1 : foehn_wait_fd(c->fd, POLLIN, deadline);
             if (ready == 0)
                 return FOEHN_ERR_TIMEOUT;
             if (ready < 0)
@@ -220,7 +205,7 @@ static int connect_once(const struct addrinfo *a, double deadline, int *fd_out)
     if (connect(fd, a->ai_addr, a->ai_addrlen) != 0) {
         e = errno;
         if (e == EINPROGRESS || e == EINTR) {
-            int ready = wait_fd(fd, POLLOUT, deadline);
+            int ready = foehn_wait_fd(fd, POLLOUT, deadline);
             socklen_t elen = sizeof e;
             if (ready <= 0)
                 e = ready == 0 ? ETIMEDOUT : errno;
@@ -704,7 +689,7 @@ static void drain(client *c, double deadline)
         ssize_t n = recv(c->fd, sink, sizeof sink, MSG_DONTWAIT);
         if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK))
             return;
-        if (n < 0 && errno != EINTR && wait_fd(c->fd, POLLIN, deadline) <= 0)
+        if (n < 0 && errno != EINTR && foehn_wait_fd(c->fd, POLLIN, deadline) <= 0)
             return;
     }
 }

@@ -25,13 +25,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
 #include "common/clock.h"
 #include "common/error.h"
+#include "common/fdio.h"
 #include "common/random.h"
 #include "pm/rendezvous_wire.h"
 
@@ -759,22 +759,6 @@ static void *server_main(void *arg)
 
 /* ---- starting and stopping --------------------------------------------- */
 
-/* A job of n ranks needs n descriptors here at once; the default soft limit (1024)
- * is below that for big jobs, and raising it to the hard limit is always allowed. */
-static void raise_nofile(int size)
-{
-    struct rlimit rl;
-    rlim_t need = (rlim_t)size + 128;
-    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= need || rl.rlim_cur == rl.rlim_max)
-        return;
-    rlim_t old = rl.rlim_cur;
-    rl.rlim_cur = rl.rlim_max;
-    if (setrlimit(RLIMIT_NOFILE, &rl) != 0) { /* an infinite hard limit is refused */
-        rl.rlim_cur = need > old ? need : old;
-        setrlimit(RLIMIT_NOFILE, &rl);
-    }
-}
-
 static int listen_on(foehn_rdv_server *srv, const char *host, foehn_error *err)
 {
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
@@ -880,7 +864,8 @@ int foehn_rdv_server_start(foehn_rdv_server **out, const foehn_rdv_server_option
     if (rc == FOEHN_OK && !(srv->slots = calloc((size_t)srv->size, sizeof *srv->slots)))
         rc = foehn_fail(err, FOEHN_ERR_NOMEM, "out of memory");
     if (rc == FOEHN_OK) {
-        raise_nofile(srv->size);
+        /* A job of n ranks holds n descriptors here at once. */
+        foehn_fd_limit_raise((unsigned long long)srv->size + 128);
         rc = listen_on(srv, options->bind_host ? options->bind_host : "127.0.0.1", err);
     }
     if (rc == FOEHN_OK && (srv->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0)

@@ -20,11 +20,7 @@ int rdv_token_decode(const char *hex, unsigned char out[RDV_TOKEN_BYTES])
 
 int rdv_token_equal(const unsigned char a[RDV_TOKEN_BYTES], const unsigned char b[RDV_TOKEN_BYTES])
 {
-    /* volatile keeps the compiler from turning the loop into an early-exit memcmp. */
-    volatile unsigned char diff = 0;
-    for (size_t i = 0; i < RDV_TOKEN_BYTES; i++)
-        diff = (unsigned char)(diff | (a[i] ^ b[i]));
-    return diff == 0;
+    return foehn_secrets_equal(a, b, RDV_TOKEN_BYTES);
 }
 
 static int key_char_ok(unsigned char c)

@@ -35,7 +35,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -43,6 +42,7 @@
 #include "common/bytes.h"
 #include "common/clock.h"
 #include "common/error.h"
+#include "common/fdio.h"
 #include "common/random.h"
 
 #define WD_MAGIC 0x46574447u /* "FWDG" */
@@ -201,27 +201,14 @@ static ssize_t read_some(int fd, unsigned char *buf, size_t room)
 
 /* ---- ending this process ----------------------------------------------- */
 
-static void write_all_stderr(const char *s, size_t len)
-{
-    while (len > 0) {
-        ssize_t n = write(2, s, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return;
-        s += n;
-        len -= (size_t)n;
-    }
-}
-
 static void say(const char *line)
 {
-    write_all_stderr(line, strlen(line));
+    foehn_write_all(2, line, strlen(line));
 }
 
 static _Noreturn void stop_process(const char *line)
 {
-    write_all_stderr(line, strlen(line));
+    foehn_write_all(2, line, strlen(line));
     /* C's stdout, if no stuck thread holds it (Python's own buffers are out of reach). */
     if (ftrylockfile(stdout) == 0) {
         fflush_unlocked(stdout);
@@ -296,7 +283,7 @@ static bool r0_service_peer(foehn_watchdog *wd, int k)
         char line[160];
         snprintf(line, sizeof line,
                  "foehn: watchdog: rank %d sent a malformed message; no longer watching it\n", k);
-        write_all_stderr(line, strlen(line));
+        foehn_write_all(2, line, strlen(line));
         r0_forget(wd, k);
         return true;
     }
@@ -339,14 +326,6 @@ static void r0_drop_stranger(foehn_watchdog *wd, size_t i)
     wd->strangers[i] = wd->strangers[--wd->nstrangers];
 }
 
-static bool same_token(const unsigned char *a, const unsigned char *b)
-{
-    unsigned char diff = 0;
-    for (size_t i = 0; i < WD_TOKEN_BYTES; i++)
-        diff |= (unsigned char)(a[i] ^ b[i]);
-    return diff == 0;
-}
-
 /* Reads from a connection on probation. Returns true when it stays (incomplete, or
  * promoted to rank k's watched connection, then it is no longer a stranger). */
 static bool r0_service_stranger(foehn_watchdog *wd, size_t i, int *hellos)
@@ -376,7 +355,7 @@ static bool r0_service_stranger(foehn_watchdog *wd, size_t i, int *hellos)
     uint32_t version = (uint32_t)p[4] << 8 | p[5];
     uint32_t rank = foehn_get_u32(p + 8 + WD_TOKEN_BYTES);
     size_t host_len = p[WD_HELLO_FIXED - 1];
-    if (version != WD_VERSION || p[6] || p[7] || !same_token(p + 8, wd->token) ||
+    if (version != WD_VERSION || p[6] || p[7] || !foehn_secrets_equal(p + 8, wd->token, WD_TOKEN_BYTES) ||
         len != WD_HELLO_FIXED + host_len || rank == 0 || rank >= (uint32_t)wd->size ||
         wd->peers[rank].state != PEER_WAITING)
         return false;
@@ -562,7 +541,7 @@ static bool up_frames(foehn_watchdog *wd)
         snprintf(line, sizeof line,
                  "foehn: watchdog: rank 0 sent a malformed message; rank %d no longer watched\n",
                  wd->rank);
-        write_all_stderr(line, strlen(line));
+        foehn_write_all(2, line, strlen(line));
         return false;
     }
 }
@@ -644,18 +623,6 @@ bad:
                       value ? value : "(none)", WD_TOKEN_HEX);
 }
 
-/* Waits for events on fd until deadline: 1 ready, 0 timed out, -1 poll failed. */
-static int wait_fd(int fd, short events, double deadline)
-{
-    for (;;) {
-        struct pollfd pfd = {.fd = fd, .events = events};
-        int r = poll(&pfd, 1, foehn_ms_until(deadline));
-        if (r < 0 && errno == EINTR)
-            continue;
-        return r < 0 ? -1 : r;
-    }
-}
-
 static int up_start(foehn_watchdog *wd, const char *value, double timeout, foehn_error *err)
 {
     char ip[FOEHN_WATCHDOG_PUBLISH_MAX], port[16];
@@ -680,7 +647,7 @@ static int up_start(foehn_watchdog *wd, const char *value, double timeout, foehn
     freeaddrinfo(ai);
     int e = c == 0 ? 0 : errno;
     if (c != 0 && (errno == EINPROGRESS || errno == EINTR)) {
-        int r = wait_fd(wd->up_fd, POLLOUT, deadline);
+        int r = foehn_wait_fd(wd->up_fd, POLLOUT, deadline);
         if (r == 0)
             return foehn_fail(err, FOEHN_ERR_TIMEOUT,
                               "rank %d could not reach rank 0's watchdog at %s:%s within %g s",
@@ -718,7 +685,7 @@ static int up_start(foehn_watchdog *wd, const char *value, double timeout, foehn
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            int r = wait_fd(wd->up_fd, POLLOUT, deadline);
+            int r = foehn_wait_fd(wd->up_fd, POLLOUT, deadline);
             if (r > 0)
                 continue;
             if (r == 0)
@@ -747,7 +714,7 @@ static int up_start(foehn_watchdog *wd, const char *value, double timeout, foehn
                               "rank 0's watchdog at %s:%s answered rank %d's hello with "
                               "something else than a welcome",
                               ip, port, wd->rank);
-        int r = wait_fd(wd->up_fd, POLLIN, deadline);
+        int r = foehn_wait_fd(wd->up_fd, POLLIN, deadline);
         if (r == 0)
             return foehn_fail(err, FOEHN_ERR_TIMEOUT,
                               "rank 0's watchdog at %s:%s did not welcome rank %d within %g s",
@@ -869,21 +836,13 @@ static int enabled(bool *on, foehn_error *err)
 /* Rank 0 holds one descriptor per rank: make room under the hard limit. */
 static int ensure_descriptors(int size, foehn_error *err)
 {
-    struct rlimit rl;
-    rlim_t need = (rlim_t)size + WD_STRANGERS_MAX + 64;
-    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= need)
-        return FOEHN_OK;
-    rlim_t want = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= need ? need : rl.rlim_max;
-    if (want > rl.rlim_cur) {
-        rl.rlim_cur = want;
-        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
-            want = 0;
-    }
-    if (want < need)
+    unsigned long long need = (unsigned long long)size + WD_STRANGERS_MAX + 64;
+    unsigned long long have = foehn_fd_limit_raise(need);
+    if (have < need)
         return foehn_fail(err, FOEHN_ERR_LIMIT,
                           "the watchdog on rank 0 needs %llu open files for %d ranks, but "
                           "`ulimit -n` allows %llu; raise it, or set FOEHN_WATCHDOG=0",
-                          (unsigned long long)need, size, (unsigned long long)rl.rlim_max);
+                          need, size, have);
     return FOEHN_OK;
 }
 
