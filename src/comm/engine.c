@@ -1,0 +1,750 @@
+/* The engine's life: joining (endpoints through pm, the full mesh of authenticated
+ * connections), the progress thread, failure, and finalize. */
+#include "comm/engine.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <fcntl.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "comm/coll.h"
+#include "common/clock.h"
+#include "common/error.h"
+#include "common/fdio.h"
+#include "common/random.h"
+#include "discovery/env.h"
+#include "net/address.h"
+#include "pm/pm.h"
+
+extern char **environ;
+
+#define DEFAULT_COMM_TIMEOUT 1800.0
+#define KEY_TOKEN "foehn.comm.token"
+#define KEY_ENDPOINT "foehn.comm.ep"
+/* Frames longer than this are a broken peer, not a message (1 TiB). */
+#define FRAME_MAX ((uint64_t)1 << 40)
+
+/* The one engine of the process. Static, so that requests and communicators the
+ * caller still holds after finalize can be released safely (their memory is theirs,
+ * the engine's lock outlives everything). */
+static foehn_engine engine = {.mu = PTHREAD_MUTEX_INITIALIZER, .listen_fd = -1, .wake_fd = -1};
+static bool initialized, finalized;
+static unsigned char token[FOEHN_WIRE_TOKEN];
+
+foehn_engine *foehn_engine_get(void)
+{
+    return initialized && !finalized ? &engine : NULL;
+}
+
+int foehn_comm_initialized(void)
+{
+    return initialized && !finalized;
+}
+
+double foehn_comm_timeout(void)
+{
+    const char *value = getenv("FOEHN_COMM_TIMEOUT");
+    char *end = NULL;
+    double t = value && *value ? strtod(value, &end) : 0;
+    if (value && *value && end && *end == '\0' && t > 0)
+        return t;
+    return DEFAULT_COMM_TIMEOUT;
+}
+
+const char *foehn_engine_host(const foehn_engine *e, int world_rank)
+{
+    if (e->hosts && world_rank >= 0 && world_rank < e->size && e->hosts[world_rank])
+        return e->hosts[world_rank];
+    return "?";
+}
+
+void foehn_engine_wake(foehn_engine *e)
+{
+    uint64_t one = 1;
+    if (e->wake_fd >= 0 && write(e->wake_fd, &one, sizeof one) < 0) {
+        /* EAGAIN: the counter is already non-zero, the thread will wake anyway. */
+    }
+}
+
+int foehn_engine_check(const foehn_engine *e, foehn_error *err)
+{
+    if (e->failed != FOEHN_OK)
+        return foehn_fail(err, e->failed, "%s", e->failure ? e->failure : "the engine failed");
+    if (e->stopping)
+        return foehn_fail(err, FOEHN_ERR_INVALID, "the communicator has been finalized");
+    return FOEHN_OK;
+}
+
+void foehn_engine_fail(foehn_engine *e, int status, const char *fmt, ...)
+{
+    if (e->failed != FOEHN_OK)
+        return; /* the first cause is the one worth telling */
+    char buf[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    e->failed = status;
+    e->failure = strdup(buf);
+    foehn_p2p_fail_all(e);
+    pthread_cond_broadcast(&e->done_cv);
+}
+
+/* ---- connecting ---------------------------------------------------------- */
+
+static void tune_socket(int fd)
+{
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    /* A peer whose host vanishes (no FIN, no RST) is noticed within about 30 s. */
+    setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+    int idle = 10, interval = 5, count = 4;
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof interval);
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &count, sizeof count);
+}
+
+
+static int resolve(const char *ip, const char *port, struct addrinfo **out, foehn_error *err)
+{
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE};
+    int rc = getaddrinfo(ip, port, &hints, out);
+    if (rc != 0)
+        return foehn_fail(err, FOEHN_ERR_INVALID, "bad address %s port %s: %s", ip, port,
+                          gai_strerror(rc));
+    return FOEHN_OK;
+}
+
+static int listen_on(const char *ip, int *fd_out, int *port_out, foehn_error *err)
+{
+    struct addrinfo *ai;
+    int rc = resolve(ip, "0", &ai, err);
+    if (rc != FOEHN_OK)
+        return rc;
+    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_storage bound;
+    socklen_t blen = sizeof bound;
+    if (fd < 0 || bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, SOMAXCONN) != 0 ||
+        getsockname(fd, (struct sockaddr *)&bound, &blen) != 0) {
+        rc = foehn_fail(err, FOEHN_ERR_SYSTEM, "cannot listen on %s: %s", ip, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        freeaddrinfo(ai);
+        return rc;
+    }
+    freeaddrinfo(ai);
+    *port_out = bound.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&bound)->sin6_port)
+                                            : ntohs(((struct sockaddr_in *)&bound)->sin_port);
+    *fd_out = fd;
+    return FOEHN_OK;
+}
+
+static void hello_encode(unsigned char out[FOEHN_WIRE_HELLO], int rank)
+{
+    memcpy(out, FOEHN_WIRE_MAGIC, 8);
+    foehn_wire_put32(out + 8, (uint32_t)rank);
+    memcpy(out + 12, token, FOEHN_WIRE_TOKEN);
+}
+
+/* A hello's rank, or -1 when it is not a hello of this job. */
+static int hello_rank(const unsigned char in[FOEHN_WIRE_HELLO], int size)
+{
+    bool ok = memcmp(in, FOEHN_WIRE_MAGIC, 8) == 0;
+    ok = foehn_secrets_equal(in + 12, token, FOEHN_WIRE_TOKEN) && ok;
+    uint32_t rank = foehn_wire_get32(in + 8);
+    return ok && rank < (uint32_t)size ? (int)rank : -1;
+}
+
+/* Reads exactly len bytes from a blocking-in-spirit fd before deadline. */
+static int read_exact(int fd, unsigned char *buf, size_t len, double deadline)
+{
+    size_t got = 0;
+    while (got < len) {
+        int ready = foehn_wait_fd(fd, POLLIN, deadline);
+        if (ready <= 0)
+            return ready == 0 ? FOEHN_ERR_TIMEOUT : FOEHN_ERR_SYSTEM;
+        ssize_t n = recv(fd, buf + got, len - got, MSG_DONTWAIT);
+        if (n < 0 && (errno == EINTR || errno == EAGAIN))
+            continue;
+        if (n <= 0)
+            return FOEHN_ERR_PEER;
+        got += (size_t)n;
+    }
+    return FOEHN_OK;
+}
+
+static int write_exact(int fd, const unsigned char *buf, size_t len, double deadline)
+{
+    size_t put = 0;
+    while (put < len) {
+        int ready = foehn_wait_fd(fd, POLLOUT, deadline);
+        if (ready <= 0)
+            return ready == 0 ? FOEHN_ERR_TIMEOUT : FOEHN_ERR_SYSTEM;
+        ssize_t n = send(fd, buf + put, len - put, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (n < 0 && (errno == EINTR || errno == EAGAIN))
+            continue;
+        if (n <= 0)
+            return FOEHN_ERR_PEER;
+        put += (size_t)n;
+    }
+    return FOEHN_OK;
+}
+
+/* endpoint value: "<port> <ip> <hostname>" */
+static int connect_to(foehn_engine *e, int peer, const char *endpoint, double deadline,
+                      foehn_error *err)
+{
+    char ip[128] = "", port[16] = "";
+    if (sscanf(endpoint, "%15s %127s", port, ip) != 2)
+        return foehn_fail(err, FOEHN_ERR_PROTOCOL, "rank %d published a malformed endpoint \"%s\"",
+                          peer, endpoint);
+    struct addrinfo *ai;
+    int rc = resolve(ip, port, &ai, err);
+    if (rc != FOEHN_OK)
+        return rc;
+    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0) {
+        freeaddrinfo(ai);
+        return foehn_fail(err, FOEHN_ERR_SYSTEM, "socket: %s", strerror(errno));
+    }
+    rc = connect(fd, ai->ai_addr, ai->ai_addrlen) == 0 || errno == EINPROGRESS ? FOEHN_OK
+                                                                               : FOEHN_ERR_PEER;
+    freeaddrinfo(ai);
+    if (rc == FOEHN_OK) {
+        int ready = foehn_wait_fd(fd, POLLOUT, deadline);
+        int soerr = 0;
+        socklen_t slen = sizeof soerr;
+        if (ready <= 0)
+            rc = ready == 0 ? FOEHN_ERR_TIMEOUT : FOEHN_ERR_SYSTEM;
+        else if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &slen) != 0 || soerr != 0)
+            rc = FOEHN_ERR_PEER, errno = soerr;
+    }
+    unsigned char hello[FOEHN_WIRE_HELLO];
+    hello_encode(hello, e->rank);
+    if (rc == FOEHN_OK)
+        rc = write_exact(fd, hello, sizeof hello, deadline);
+    if (rc != FOEHN_OK) {
+        close(fd);
+        return foehn_fail(err, rc, "rank %d could not connect to rank %d (host %s) at %s port %s: "
+                          "%s; check that the hosts reach each other on that network "
+                          "(FOEHN_IFACE picks the interface)",
+                          e->rank, peer, foehn_engine_host(e, peer), ip, port,
+                          rc == FOEHN_ERR_TIMEOUT ? "timed out" : strerror(errno));
+    }
+    e->peers[peer].fd = fd;
+    return FOEHN_OK;
+}
+
+/* Accepts until every higher rank has said hello; anything else is closed unread. */
+static int accept_higher(foehn_engine *e, double deadline, foehn_error *err)
+{
+    int want = e->size - 1 - e->rank;
+    while (want > 0) {
+        int ready = foehn_wait_fd(e->listen_fd, POLLIN, deadline);
+        if (ready <= 0)
+            break;
+        int fd = accept4(e->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        if (fd < 0)
+            continue;
+        unsigned char hello[FOEHN_WIRE_HELLO];
+        /* A stranger gets little time: a hello is sent at once after connecting. */
+        double hello_deadline = foehn_now() + 5.0 < deadline ? foehn_now() + 5.0 : deadline;
+        int rc = read_exact(fd, hello, sizeof hello, hello_deadline);
+        int r = rc == FOEHN_OK ? hello_rank(hello, e->size) : -1;
+        if (r <= e->rank || e->peers[r].fd >= 0) {
+            close(fd); /* not of this job, or a rank that should not call here */
+            continue;
+        }
+        hello_encode(hello, e->rank);
+        if (write_exact(fd, hello, sizeof hello, deadline) != FOEHN_OK) {
+            close(fd);
+            continue;
+        }
+        e->peers[r].fd = fd;
+        want--;
+    }
+    if (want == 0)
+        return FOEHN_OK;
+    char missing[256] = "";
+    size_t off = 0;
+    for (int r = e->rank + 1; r < e->size && off < sizeof missing - 16; r++)
+        if (e->peers[r].fd < 0)
+            off += (size_t)snprintf(missing + off, sizeof missing - off, "%s%d", off ? "," : "", r);
+    return foehn_fail(err, FOEHN_ERR_TIMEOUT,
+                      "rank %d waited for %d higher rank(s) to connect (ranks %s) and timed out: "
+                      "are those ranks alive, and can they reach this host (%s)?",
+                      e->rank, want, missing, foehn_engine_host(e, e->rank));
+}
+
+static int await_replies(foehn_engine *e, double deadline, foehn_error *err)
+{
+    for (int r = 0; r < e->rank; r++) {
+        unsigned char hello[FOEHN_WIRE_HELLO];
+        int rc = read_exact(e->peers[r].fd, hello, sizeof hello, deadline);
+        if (rc == FOEHN_OK && hello_rank(hello, e->size) != r)
+            rc = FOEHN_ERR_PROTOCOL;
+        if (rc != FOEHN_OK)
+            return foehn_fail(err, rc, "rank %d connected to rank %d (host %s) but got no valid "
+                              "answer (%s)", e->rank, r, foehn_engine_host(e, r),
+                              rc == FOEHN_ERR_TIMEOUT ? "timed out" : "wrong or no token");
+    }
+    return FOEHN_OK;
+}
+
+/* ---- publishing and learning endpoints ------------------------------------ */
+
+static int choose_ip(foehn_engine *e, char *ip, size_t len, foehn_error *err)
+{
+    const foehn_job *job = &e->pm->job;
+    const char **peers = calloc(job->nhosts + 1, sizeof *peers);
+    if (!peers)
+        return foehn_fail(err, FOEHN_ERR_NOMEM, "out of memory");
+    size_t n = 0;
+    for (size_t i = 0; i < job->nhosts; i++)
+        if (!job->hostname || strcmp(job->hosts[i], job->hostname) != 0)
+            peers[n++] = job->hosts[i];
+    foehn_address addr;
+    int rc = foehn_address_choose(environ, peers, n, e->pm->num_nodes == 1, &addr, err);
+    free(peers);
+    if (rc == FOEHN_OK)
+        snprintf(ip, len, "%s", addr.ip);
+    return rc;
+}
+
+static int exchange_endpoints(foehn_engine *e, char ***endpoints, double timeout, foehn_error *err)
+{
+    char ip[64], value[FOEHN_PM_VALUE_MAX];
+    int port = 0;
+    int rc = choose_ip(e, ip, sizeof ip, err);
+    if (rc == FOEHN_OK)
+        rc = listen_on(ip, &e->listen_fd, &port, err);
+    if (rc != FOEHN_OK)
+        return rc;
+    snprintf(value, sizeof value, "%d %s %s", port, ip, e->hostname ? e->hostname : "?");
+    rc = foehn_pm_put(e->pm, KEY_ENDPOINT, value, strlen(value), err);
+    if (rc == FOEHN_OK && e->rank == 0) {
+        char hex[2 * FOEHN_WIRE_TOKEN + 1];
+        rc = foehn_random_bytes(token, sizeof token, err);
+        foehn_hex_encode(token, sizeof token, hex);
+        if (rc == FOEHN_OK)
+            rc = foehn_pm_put(e->pm, KEY_TOKEN, hex, strlen(hex), err);
+    }
+    if (rc == FOEHN_OK)
+        rc = foehn_pm_commit(e->pm, err);
+    if (rc == FOEHN_OK)
+        rc = foehn_pm_fence(e->pm, timeout, err);
+    if (rc != FOEHN_OK)
+        return rc;
+    if (e->rank != 0) {
+        void *hex = NULL;
+        size_t hlen = 0;
+        rc = foehn_pm_get(e->pm, 0, KEY_TOKEN, &hex, &hlen, timeout, err);
+        if (rc == FOEHN_OK && hlen != 2 * FOEHN_WIRE_TOKEN)
+            rc = foehn_fail(err, FOEHN_ERR_PROTOCOL, "rank 0's token is malformed");
+        for (size_t i = 0; rc == FOEHN_OK && i < FOEHN_WIRE_TOKEN; i++) {
+            int hi = foehn_hex_value(((char *)hex)[2 * i]), lo = foehn_hex_value(((char *)hex)[2 * i + 1]);
+            if (hi < 0 || lo < 0)
+                rc = foehn_fail(err, FOEHN_ERR_PROTOCOL, "rank 0's token is malformed");
+            else
+                token[i] = (unsigned char)(hi << 4 | lo);
+        }
+        free(hex);
+        if (rc != FOEHN_OK)
+            return rc;
+    }
+    *endpoints = calloc((size_t)e->size, sizeof **endpoints);
+    if (!*endpoints)
+        return foehn_fail(err, FOEHN_ERR_NOMEM, "out of memory");
+    for (int r = 0; r < e->size && rc == FOEHN_OK; r++) {
+        void *v = NULL;
+        size_t vlen = 0;
+        rc = foehn_pm_get(e->pm, r, KEY_ENDPOINT, &v, &vlen, timeout, err);
+        (*endpoints)[r] = v;
+        if (rc == FOEHN_OK) {
+            const char *host = strchr(strchr(v, ' ') ? strchr(v, ' ') + 1 : (char *)v, ' ');
+            e->hosts[r] = strdup(host ? host + 1 : "?");
+        }
+    }
+    return rc;
+}
+
+/* ---- the progress thread ------------------------------------------------- */
+
+static void peer_closed(foehn_engine *e, int r, const char *why)
+{
+    foehn_peer *p = &e->peers[r];
+    if (p->gone)
+        return;
+    p->gone = true;
+    if (p->said_bye && !p->in_payload) {
+        foehn_p2p_peer_gone(e, r);
+        return;
+    }
+    foehn_engine_fail(e, FOEHN_ERR_PEER,
+                      "rank %d (host %s) died: its connection %s without a goodbye "
+                      "(the process ended, was killed, or its host went away); this rank (%d) "
+                      "stops communicating",
+                      r, foehn_engine_host(e, r), why, e->rank);
+}
+
+/* Reads what peer r has sent until the socket is dry; under e->mu. */
+static void peer_read(foehn_engine *e, int r)
+{
+    static unsigned char scratch[65536];
+    foehn_peer *p = &e->peers[r];
+    while (!p->gone) {
+        unsigned char *to;
+        size_t want;
+        if (!p->in_payload) {
+            to = p->hdr + p->hdr_got;
+            want = sizeof p->hdr - p->hdr_got;
+        } else if (p->discard_left) {
+            to = scratch;
+            want = p->discard_left < sizeof scratch ? p->discard_left : sizeof scratch;
+        } else {
+            to = p->dst + p->dst_got;
+            want = p->dst_len - p->dst_got;
+        }
+        ssize_t n = want ? recv(p->fd, to, want, MSG_DONTWAIT) : 0;
+        if (want && n < 0 && errno == EINTR)
+            continue;
+        if (want && n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return;
+        if (want && n <= 0) {
+            peer_closed(e, r, n == 0 ? "closed" : "broke");
+            return;
+        }
+        if (!p->in_payload) {
+            p->hdr_got += (size_t)n;
+            if (p->hdr_got < sizeof p->hdr)
+                continue;
+            p->hdr_got = 0;
+            foehn_wire_header h;
+            foehn_wire_decode(p->hdr, &h);
+            if (h.type == FOEHN_FRAME_BYE) {
+                p->said_bye = true;
+                foehn_p2p_peer_gone(e, r);
+                continue;
+            }
+            if (h.type != FOEHN_FRAME_DATA || h.len > FRAME_MAX) {
+                foehn_engine_fail(e, FOEHN_ERR_PROTOCOL,
+                                  "rank %d (host %s) sent a malformed frame (type %u, length "
+                                  "%llu): a different Foehn version?",
+                                  r, foehn_engine_host(e, r), h.type, (unsigned long long)h.len);
+                return;
+            }
+            foehn_p2p_arrived(e, r, &h);
+        } else if (p->discard_left) {
+            p->discard_left -= (size_t)n;
+        } else {
+            p->dst_got += (size_t)n;
+        }
+        if (p->in_payload && !p->discard_left && p->dst_got == p->dst_len)
+            foehn_p2p_payload_done(e, p);
+    }
+}
+
+static void *progress_main(void *arg)
+{
+    foehn_engine *e = arg;
+    struct pollfd *fds = calloc((size_t)e->size + 1, sizeof *fds);
+    int *who = calloc((size_t)e->size + 1, sizeof *who);
+    pthread_mutex_lock(&e->mu);
+    if (!fds || !who)
+        foehn_engine_fail(e, FOEHN_ERR_NOMEM, "out of memory in the progress thread");
+    while (fds && who && !e->stopping) {
+        nfds_t n = 0;
+        fds[n++] = (struct pollfd){.fd = e->wake_fd, .events = POLLIN};
+        for (int r = 0; r < e->size; r++) {
+            foehn_peer *p = &e->peers[r];
+            if (p->fd < 0 || p->gone)
+                continue;
+            who[n] = r;
+            fds[n++] = (struct pollfd){.fd = p->fd,
+                                       .events = (short)(POLLIN | (p->send_head ? POLLOUT : 0))};
+        }
+        pthread_mutex_unlock(&e->mu);
+        int ready = poll(fds, n, -1);
+        pthread_mutex_lock(&e->mu);
+        if (ready < 0)
+            continue; /* EINTR */
+        if (fds[0].revents) {
+            uint64_t count;
+            if (read(e->wake_fd, &count, sizeof count) < 0) {
+                /* EAGAIN: nothing to drain */
+            }
+        }
+        for (nfds_t i = 1; i < n; i++) {
+            if (!fds[i].revents)
+                continue;
+            if (fds[i].revents & POLLOUT)
+                foehn_p2p_flush(e, who[i]);
+            if (fds[i].revents & (POLLIN | POLLHUP | POLLERR))
+                peer_read(e, who[i]);
+        }
+    }
+    pthread_mutex_unlock(&e->mu);
+    free(fds);
+    free(who);
+    return NULL;
+}
+
+static int start_progress(foehn_engine *e, foehn_error *err)
+{
+    e->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (e->wake_fd < 0)
+        return foehn_fail(err, FOEHN_ERR_SYSTEM, "eventfd: %s", strerror(errno));
+    /* The thread takes no signals: they belong to the caller's threads (Python's
+     * handlers run on its main thread). */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int rc = pthread_create(&e->progress, NULL, progress_main, e);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0)
+        return foehn_fail(err, FOEHN_ERR_SYSTEM, "cannot start the progress thread: %s",
+                          strerror(rc));
+    e->progress_started = true;
+    return FOEHN_OK;
+}
+
+/* ---- init and finalize ------------------------------------------------------ */
+
+static void release_sockets(foehn_engine *e)
+{
+    for (int r = 0; e->peers && r < e->size; r++) {
+        foehn_peer *p = &e->peers[r];
+        if (p->fd >= 0)
+            close(p->fd);
+        p->fd = -1;
+        if (p->msg && p->msg->claimed) { /* off the unexpected list: only here */
+            free(p->msg->data);
+            free(p->msg);
+        }
+        p->msg = NULL;
+    }
+    if (e->listen_fd >= 0)
+        close(e->listen_fd);
+    if (e->wake_fd >= 0)
+        close(e->wake_fd);
+    e->listen_fd = e->wake_fd = -1;
+}
+
+static void release_all(foehn_engine *e)
+{
+    release_sockets(e);
+    foehn_comm_destroy_all(e);
+    while (e->unexpected_head) {
+        foehn_msg *m = e->unexpected_head;
+        e->unexpected_head = m->next;
+        free(m->data);
+        free(m);
+    }
+    e->unexpected_tail = NULL;
+    for (int r = 0; e->hosts && r < e->size; r++)
+        free(e->hosts[r]);
+    free(e->hosts);
+    free(e->peers);
+    free(e->hostname);
+    free(e->failure);
+    e->hosts = NULL;
+    e->peers = NULL;
+    e->hostname = e->failure = NULL;
+    if (e->own_pm && e->pm)
+        foehn_pm_finalize(e->pm);
+    e->pm = NULL;
+}
+
+static int join(foehn_engine *e, double timeout, foehn_error *err)
+{
+    e->rank = e->pm->rank;
+    e->size = e->pm->size;
+    e->timeout = foehn_comm_timeout();
+    e->hostname = strdup(e->pm->job.hostname ? e->pm->job.hostname : "?");
+    e->peers = calloc((size_t)e->size, sizeof *e->peers);
+    e->hosts = calloc((size_t)e->size, sizeof *e->hosts);
+    if (!e->peers || !e->hosts || !e->hostname)
+        return foehn_fail(err, FOEHN_ERR_NOMEM, "out of memory");
+    for (int r = 0; r < e->size; r++)
+        e->peers[r].fd = -1;
+    int rc = FOEHN_OK;
+    if (e->size > 1) {
+        foehn_fd_limit_raise((unsigned long long)e->size + 64);
+        char **endpoints = NULL;
+        rc = exchange_endpoints(e, &endpoints, timeout, err);
+        double deadline = foehn_now() + timeout;
+        for (int r = 0; rc == FOEHN_OK && r < e->rank; r++)
+            rc = connect_to(e, r, endpoints[r], deadline, err);
+        if (rc == FOEHN_OK)
+            rc = accept_higher(e, deadline, err);
+        if (rc == FOEHN_OK)
+            rc = await_replies(e, deadline, err);
+        for (int r = 0; endpoints && r < e->size; r++)
+            free(endpoints[r]);
+        free(endpoints);
+        for (int r = 0; rc == FOEHN_OK && r < e->size; r++)
+            if (e->peers[r].fd >= 0)
+                tune_socket(e->peers[r].fd);
+        if (e->listen_fd >= 0) {
+            close(e->listen_fd); /* everyone is connected: nobody else may call */
+            e->listen_fd = -1;
+        }
+    } else {
+        e->hosts[0] = strdup(e->hostname);
+    }
+    if (rc == FOEHN_OK)
+        rc = start_progress(e, err);
+    int *world = rc == FOEHN_OK ? malloc((size_t)e->size * sizeof *world) : NULL;
+    if (rc == FOEHN_OK && !world)
+        rc = foehn_fail(err, FOEHN_ERR_NOMEM, "out of memory");
+    for (int r = 0; world && r < e->size; r++)
+        world[r] = r;
+    if (rc == FOEHN_OK)
+        rc = foehn_comm_create(e, 0, world, e->size, &e->world, err);
+    if (rc == FOEHN_OK)
+        rc = foehn_comm_create(e, 2, &e->rank, 1, &e->self, err);
+    free(world);
+    if (rc == FOEHN_OK) {
+        e->world->builtin = e->self->builtin = true;
+        e->next_ctx = 4;
+    }
+    return rc;
+}
+
+int foehn_comm_init_pm(struct foehn_pm *pm, bool own_pm, foehn_comm **world, foehn_comm **self,
+                       double timeout, foehn_error *err)
+{
+    foehn_error_reset(err);
+    foehn_engine *e = &engine;
+    pthread_mutex_lock(&e->mu);
+    if (initialized) {
+        int rc = finalized ? foehn_fail(err, FOEHN_ERR_INVALID,
+                                        "the communicator was finalized; it cannot start again")
+                           : FOEHN_OK;
+        if (rc == FOEHN_OK) {
+            *world = e->world;
+            *self = e->self;
+        }
+        pthread_mutex_unlock(&e->mu);
+        if (own_pm)
+            foehn_pm_finalize(pm);
+        return rc;
+    }
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&e->done_cv, &attr);
+    pthread_condattr_destroy(&attr);
+    e->pm = pm;
+    e->own_pm = own_pm;
+    int rc = join(e, foehn_pm_timeout(pm, timeout), err);
+    if (rc != FOEHN_OK) {
+        if (e->progress_started) {
+            e->stopping = true;
+            foehn_engine_wake(e);
+            pthread_mutex_unlock(&e->mu);
+            pthread_join(e->progress, NULL);
+            pthread_mutex_lock(&e->mu);
+            e->progress_started = false;
+        }
+        e->stopping = false;
+        release_all(e);
+        pthread_cond_destroy(&e->done_cv);
+        pthread_mutex_unlock(&e->mu);
+        return rc;
+    }
+    initialized = true;
+    *world = e->world;
+    *self = e->self;
+    pthread_mutex_unlock(&e->mu);
+    return FOEHN_OK;
+}
+
+int foehn_comm_init(foehn_comm **world, foehn_comm **self, double timeout, foehn_error *err)
+{
+    *world = *self = NULL;
+    pthread_mutex_lock(&engine.mu);
+    bool again = initialized;
+    pthread_mutex_unlock(&engine.mu);
+    if (again)
+        return foehn_comm_init_pm(NULL, false, world, self, timeout, err);
+    foehn_pm *pm = NULL;
+    int rc = foehn_pm_init(&pm, environ, err);
+    if (rc != FOEHN_OK)
+        return rc;
+    return foehn_comm_init_pm(pm, true, world, self, timeout, err);
+}
+
+static bool sends_pending(const foehn_engine *e)
+{
+    for (int r = 0; r < e->size; r++)
+        if (e->peers[r].send_head && !e->peers[r].gone)
+            return true;
+    return false;
+}
+
+/* Waits on done_cv until deadline; false when it passed. */
+static bool wait_until(foehn_engine *e, double deadline)
+{
+    double now = foehn_now();
+    if (now >= deadline)
+        return false;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    double wait = deadline - now > 0.2 ? 0.2 : deadline - now;
+    long nsec = ts.tv_nsec + (long)(wait * 1e9);
+    ts.tv_sec += nsec / 1000000000L;
+    ts.tv_nsec = nsec % 1000000000L;
+    pthread_cond_timedwait(&e->done_cv, &e->mu, &ts);
+    return true;
+}
+
+void foehn_comm_finalize(void)
+{
+    foehn_engine *e = &engine;
+    pthread_mutex_lock(&e->mu);
+    if (!initialized || finalized) {
+        pthread_mutex_unlock(&e->mu);
+        return;
+    }
+    /* Everything this rank sent reaches the kernel, then a goodbye to each peer, so
+     * that the connection closing is not taken for a death. Bounded: a peer that
+     * reads nothing cannot keep this process alive. */
+    double deadline = foehn_now() + (e->timeout < 60 ? e->timeout : 60);
+    while (e->failed == FOEHN_OK && sends_pending(e) && wait_until(e, deadline)) {
+    }
+    for (int r = 0; r < e->size; r++) {
+        foehn_peer *p = &e->peers[r];
+        if (p->fd < 0 || p->gone)
+            continue;
+        unsigned char bye[FOEHN_WIRE_HEADER];
+        foehn_wire_encode(bye, &(foehn_wire_header){.type = FOEHN_FRAME_BYE});
+        if (!p->send_head)
+            (void)!send(p->fd, bye, sizeof bye, MSG_DONTWAIT | MSG_NOSIGNAL);
+        shutdown(p->fd, SHUT_WR);
+    }
+    e->stopping = true;
+    foehn_p2p_fail_all(e);
+    foehn_engine_wake(e);
+    pthread_mutex_unlock(&e->mu);
+    if (e->progress_started)
+        pthread_join(e->progress, NULL);
+    pthread_mutex_lock(&e->mu);
+    e->progress_started = false;
+    release_all(e);
+    finalized = true;
+    pthread_cond_broadcast(&e->done_cv);
+    pthread_mutex_unlock(&e->mu);
+}

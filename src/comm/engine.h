@@ -1,0 +1,195 @@
+/* The communicator's engine: one per process.
+ *
+ * A full mesh of TCP connections (rank i connects to every rank below it and accepts
+ * every rank above it; each side proves it holds the job's token), one progress
+ * thread that reads every byte and writes what the callers could not, and one lock
+ * over all of the state below. Requests complete under the lock and wake waiters
+ * through one condition variable.
+ *
+ * Matching follows MPI: a message matches the first posted receive with the same
+ * context, a compatible source and a compatible tag; a receive matches the first
+ * arrived ("unexpected") message the same way. Messages from one peer arrive in the
+ * order it sent them (one TCP stream), so MPI's non-overtaking rule holds.
+ *
+ * Who owns what: the progress thread alone reads from the sockets and owns each
+ * peer's receive state; it drops the lock while a payload streams into its
+ * destination (a posted receive's buffer or an unexpected message's), which stays
+ * put because a matched receive cannot be cancelled and requests are reference
+ * counted. One writer at a time per peer (peer->writing), the caller first, the
+ * progress thread for what is left.
+ */
+#ifndef FOEHN_COMM_ENGINE_H
+#define FOEHN_COMM_ENGINE_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "comm/wire.h"
+#include "foehn.h"
+
+struct foehn_pm;
+
+typedef struct foehn_engine foehn_engine;
+
+/* An arrived message nobody has asked for yet (or one whose receive was posted while
+ * its payload was still streaming in: then waiter is that receive). */
+typedef struct foehn_msg {
+    struct foehn_msg *next, *prev;
+    uint32_t ctx, kind;
+    int src;            /* world rank */
+    int tag;
+    size_t len;
+    unsigned char *data;
+    size_t got;         /* payload bytes arrived so far */
+    bool complete;
+    bool claimed;       /* taken off the unexpected list while streaming in */
+    foehn_request *waiter;
+} foehn_msg;
+
+typedef enum { REQ_SEND = 1, REQ_RECV, REQ_COLL, REQ_DONE } foehn_req_type;
+
+struct foehn_request {
+    foehn_req_type type;
+    int refs;               /* the caller's and the engine's holds */
+    foehn_comm *comm;       /* held (comm->refs) until the request is freed */
+    bool complete, matched, cancelled;
+    int result;             /* FOEHN_OK or a failure, with message */
+    char *message;          /* malloc'd sentence when result != FOEHN_OK */
+
+    /* a send: the frame and how much of it is written */
+    unsigned char header[FOEHN_WIRE_HEADER];
+    const unsigned char *payload;
+    size_t len, sent;       /* sent counts header + payload bytes */
+    int dest;               /* world rank */
+    foehn_request *next_send;
+
+    /* a receive */
+    uint32_t ctx, kind;     /* kind: 0 for user messages; a collective's otherwise */
+    int src, tag;           /* world rank or FOEHN_ANY_SOURCE; tag or FOEHN_ANY_TAG */
+    unsigned char *buf;
+    size_t cap;
+    bool exact;             /* a collective's receive: the length must be cap */
+    bool allocate;          /* buf NULL: the message's own buffer is handed over */
+    unsigned char *taken;   /* an allocating receive's data until foehn_request_take */
+    foehn_request *next_posted, *prev_posted;
+    foehn_msg_status status;    /* source as a world rank until completion */
+};
+
+typedef struct foehn_peer {
+    int fd;                 /* -1 for this process itself */
+    bool said_bye, gone;
+    /* sending */
+    foehn_request *send_head, *send_tail;
+    bool writing;
+    /* receiving (the progress thread's own) */
+    unsigned char hdr[FOEHN_WIRE_HEADER];
+    size_t hdr_got;
+    bool in_payload;
+    unsigned char *dst;     /* where the payload goes (NULL: discard) */
+    size_t dst_len, dst_got;
+    foehn_msg *msg;         /* the unexpected message it fills, or NULL */
+    foehn_request *req;     /* the receive it fills, or NULL */
+    size_t discard_left;    /* bytes of a payload to skip (a failed receive) */
+} foehn_peer;
+
+struct foehn_comm {
+    foehn_engine *engine;
+    uint32_t ctx;           /* user messages; ctx + 1 for collectives */
+    int rank, size;
+    int *world_of;          /* comm rank -> world rank */
+    int *rank_of;           /* world rank -> comm rank, -1 for outsiders */
+    uint32_t coll_seq;      /* the next collective's number */
+    int refs;               /* the caller's hold and one per pending request */
+    bool freed;             /* the caller let go */
+    bool builtin;           /* COMM_WORLD or COMM_SELF */
+    /* the worker thread of nonblocking collectives, started on first use */
+    pthread_t worker;
+    bool worker_started, worker_stop;
+    struct foehn_coll_job *jobs_head, *jobs_tail; /* comm.c's */
+    pthread_cond_t jobs_cv;
+    struct foehn_comm *next_comm, *prev_comm; /* the engine's list of live communicators */
+};
+
+/* A nonblocking collective waiting for, or running on, its communicator's worker. */
+struct foehn_coll_job;
+
+struct foehn_engine {
+    pthread_mutex_t mu;
+    pthread_cond_t done_cv;     /* a request completed, or the engine failed */
+    struct foehn_pm *pm;
+    bool own_pm;
+    int rank, size;
+    char *hostname;
+    char **hosts;               /* each rank's host name, for messages */
+    foehn_peer *peers;          /* one per world rank */
+    int listen_fd;
+    int wake_fd;                /* eventfd: wakes the progress thread */
+    pthread_t progress;
+    bool progress_started, stopping;
+    foehn_request *posted_head, *posted_tail;
+    foehn_msg *unexpected_head, *unexpected_tail;
+    uint32_t next_ctx;
+    int failed;                 /* FOEHN_OK, or why every operation now fails */
+    char *failure;              /* its sentence */
+    foehn_comm *world, *self;
+    foehn_comm *comms;          /* every communicator not yet released */
+    int workers;                /* worker threads still running */
+    double timeout;             /* foehn_comm_timeout() */
+};
+
+/* The process's engine, or NULL before init and after finalize. */
+foehn_engine *foehn_engine_get(void);
+
+/* Joins through an existing pm (the Python extension shares its own with foehn.init);
+ * own_pm: finalize releases it. */
+int foehn_comm_init_pm(struct foehn_pm *pm, bool own_pm, foehn_comm **world, foehn_comm **self,
+                       double timeout, foehn_error *err);
+
+/* Under e->mu. */
+void foehn_engine_wake(foehn_engine *e);
+void foehn_engine_fail(foehn_engine *e, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* The process rank's host, for messages ("?" when unknown). */
+const char *foehn_engine_host(const foehn_engine *e, int world_rank);
+
+/* Requests (request.c), under e->mu. */
+foehn_request *foehn_request_new(foehn_comm *comm, foehn_req_type type);
+void foehn_request_complete(foehn_engine *e, foehn_request *r, int result, const char *message);
+void foehn_request_failf(foehn_engine *e, foehn_request *r, int result, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+void foehn_request_unref(foehn_engine *e, foehn_request *r);
+/* Waits on e->done_cv until r completes or deadline passes; under e->mu. */
+int foehn_request_wait_locked(foehn_engine *e, foehn_request *r, double deadline,
+                              const char *what, foehn_error *err);
+/* The sentence for a wait that ran out: what it waited for. */
+void foehn_request_describe(const foehn_request *r, char *buf, size_t len);
+
+/* Point to point (p2p.c), under e->mu. */
+int foehn_p2p_isend_locked(foehn_comm *comm, uint32_t ctx, uint32_t kind, const void *buf,
+                           size_t len, int dest, int tag, foehn_request **req, foehn_error *err);
+int foehn_p2p_irecv_locked(foehn_comm *comm, uint32_t ctx, uint32_t kind, void *buf, size_t cap,
+                           bool exact, int source, int tag, foehn_request **req, foehn_error *err);
+/* A header arrived from peer src: decides where its payload goes (progress thread). */
+void foehn_p2p_arrived(foehn_engine *e, int src, const foehn_wire_header *h);
+/* The payload of peer's current message is all in. */
+void foehn_p2p_payload_done(foehn_engine *e, foehn_peer *peer);
+/* Every pending request fails (the engine failed). */
+void foehn_p2p_fail_all(foehn_engine *e);
+/* A peer said goodbye or vanished: receives that can only come from it fail. */
+void foehn_p2p_peer_gone(foehn_engine *e, int world_rank);
+/* Writes what the socket takes of peer's queue; called by whoever set peer->writing. */
+void foehn_p2p_flush(foehn_engine *e, int world_rank);
+
+/* Communicators (comm.c). */
+int foehn_comm_create(foehn_engine *e, uint32_t ctx, const int *world_of, int size,
+                      foehn_comm **out, foehn_error *err);
+void foehn_comm_unref_locked(foehn_comm *comm);
+void foehn_comm_destroy_all(foehn_engine *e);
+
+/* The error sentence when the engine is unusable (failed, finalized): FOEHN_OK or the
+ * failure with err set. Under e->mu. */
+int foehn_engine_check(const foehn_engine *e, foehn_error *err);
+
+#endif

@@ -1,0 +1,250 @@
+/* Requests: completion, waiting (bounded, naming what was waited for), and the
+ * caller's and the engine's holds on them. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "comm/coll.h"
+#include "comm/engine.h"
+#include "common/clock.h"
+#include "common/error.h"
+
+/* Waits wake at least this often, so that a deadline is never overslept by much. */
+#define WAIT_SLICE 0.5
+
+foehn_request *foehn_request_new(foehn_comm *comm, foehn_req_type type)
+{
+    foehn_request *r = calloc(1, sizeof *r);
+    if (!r)
+        return NULL;
+    r->type = type;
+    r->refs = 1; /* the caller's */
+    r->comm = comm;
+    r->src = r->dest = FOEHN_ANY_SOURCE;
+    comm->refs++;
+    return r;
+}
+
+void foehn_request_complete(foehn_engine *e, foehn_request *r, int result, const char *message)
+{
+    if (r->complete)
+        return;
+    r->complete = true;
+    r->result = result;
+    r->status.error = result;
+    if (result != FOEHN_OK && message)
+        r->message = strdup(message);
+    pthread_cond_broadcast(&e->done_cv);
+}
+
+void foehn_request_failf(foehn_engine *e, foehn_request *r, int result, const char *fmt, ...)
+{
+    char buf[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    foehn_request_complete(e, r, result, buf);
+}
+
+void foehn_request_unref(foehn_engine *e, foehn_request *r)
+{
+    (void)e;
+    if (--r->refs > 0)
+        return;
+    foehn_comm_unref_locked(r->comm);
+    free(r->taken);
+    free(r->message);
+    free(r);
+}
+
+void foehn_request_describe(const foehn_request *r, char *buf, size_t len)
+{
+    const foehn_comm *c = r->comm;
+    switch (r->type) {
+    case REQ_SEND:
+        snprintf(buf, len, "a send of %zu bytes to rank %d", r->len,
+                 r->dest >= 0 ? c->rank_of[r->dest] : r->dest);
+        break;
+    case REQ_RECV:
+        if (r->kind)
+            snprintf(buf, len, "%s data (collective number %d) from rank %d",
+                     foehn_coll_kind_name((int)r->kind), r->tag,
+                     r->src >= 0 ? c->rank_of[r->src] : r->src);
+        else if (r->src == FOEHN_ANY_SOURCE)
+            snprintf(buf, len, "a message from any rank with tag %d", r->tag);
+        else
+            snprintf(buf, len, "a message from rank %d with tag %d", c->rank_of[r->src], r->tag);
+        break;
+    case REQ_COLL:
+        snprintf(buf, len, "a nonblocking %s (collective number %d)",
+                 foehn_coll_kind_name((int)r->kind), r->tag);
+        break;
+    default:
+        snprintf(buf, len, "a request");
+    }
+}
+
+static int result_of(const foehn_request *r, foehn_msg_status *status, foehn_error *err)
+{
+    if (status) {
+        *status = r->status;
+        status->cancelled = r->cancelled;
+    }
+    if (r->result != FOEHN_OK)
+        return foehn_fail(err, r->result, "%s", r->message ? r->message : "the request failed");
+    return FOEHN_OK;
+}
+
+/* Sleeps on done_cv for at most WAIT_SLICE; false once deadline has passed. */
+static bool sleep_until(foehn_engine *e, double deadline)
+{
+    double left = deadline - foehn_now();
+    if (left <= 0)
+        return false;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    long ns = ts.tv_nsec + (long)((left < WAIT_SLICE ? left : WAIT_SLICE) * 1e9);
+    ts.tv_sec += ns / 1000000000L;
+    ts.tv_nsec = ns % 1000000000L;
+    pthread_cond_timedwait(&e->done_cv, &e->mu, &ts);
+    return true;
+}
+
+static double deadline_for(double timeout)
+{
+    return foehn_now() + (timeout < 0 ? foehn_comm_timeout() : timeout);
+}
+
+int foehn_request_wait_locked(foehn_engine *e, foehn_request *r, double deadline,
+                              const char *what, foehn_error *err)
+{
+    while (!r->complete) {
+        if (!sleep_until(e, deadline)) {
+            char desc[256];
+            foehn_request_describe(r, desc, sizeof desc);
+            return foehn_fail(err, FOEHN_ERR_TIMEOUT,
+                              "%s on rank %d timed out waiting for %s (FOEHN_COMM_TIMEOUT=%.0f s "
+                              "bounds every wait): is a peer stuck, or did the ranks call "
+                              "different operations?",
+                              what, r->comm->rank, desc, foehn_comm_timeout());
+        }
+    }
+    return FOEHN_OK;
+}
+
+int foehn_request_wait(foehn_request *req, double timeout, foehn_msg_status *status,
+                       foehn_error *err)
+{
+    if (!req)
+        return foehn_fail(err, FOEHN_ERR_INVALID, "wait on a NULL request");
+    foehn_engine *e = req->comm->engine;
+    pthread_mutex_lock(&e->mu);
+    int rc = foehn_request_wait_locked(e, req, deadline_for(timeout), "wait", err);
+    if (rc == FOEHN_OK)
+        rc = result_of(req, status, err);
+    pthread_mutex_unlock(&e->mu);
+    return rc;
+}
+
+int foehn_request_test(foehn_request *req, int *done, foehn_msg_status *status, foehn_error *err)
+{
+    *done = 0;
+    if (!req)
+        return foehn_fail(err, FOEHN_ERR_INVALID, "test on a NULL request");
+    foehn_engine *e = req->comm->engine;
+    pthread_mutex_lock(&e->mu);
+    int rc = FOEHN_OK;
+    if (req->complete) {
+        *done = 1;
+        rc = result_of(req, status, err);
+    }
+    pthread_mutex_unlock(&e->mu);
+    return rc;
+}
+
+int foehn_request_wait_any(foehn_request *const *reqs, size_t n, double timeout, size_t *index,
+                           foehn_error *err)
+{
+    *index = (size_t)-1;
+    foehn_engine *e = NULL;
+    for (size_t i = 0; i < n && !e; i++)
+        if (reqs[i])
+            e = reqs[i]->comm->engine;
+    if (!e)
+        return FOEHN_OK;
+    double deadline = deadline_for(timeout);
+    pthread_mutex_lock(&e->mu);
+    int rc = FOEHN_OK;
+    for (;;) {
+        for (size_t i = 0; i < n; i++)
+            if (reqs[i] && reqs[i]->complete) {
+                *index = i;
+                break;
+            }
+        if (*index != (size_t)-1)
+            break;
+        if (!sleep_until(e, deadline)) {
+            rc = foehn_fail(err, FOEHN_ERR_TIMEOUT,
+                            "waiting for any of %zu requests timed out (FOEHN_COMM_TIMEOUT=%.0f s)",
+                            n, foehn_comm_timeout());
+            break;
+        }
+    }
+    pthread_mutex_unlock(&e->mu);
+    return rc;
+}
+
+void foehn_request_cancel(foehn_request *req)
+{
+    if (!req)
+        return;
+    foehn_engine *e = req->comm->engine;
+    pthread_mutex_lock(&e->mu);
+    if (req->type == REQ_RECV && !req->complete && !req->matched) {
+        /* Only a receive still on the posted list can be withdrawn. */
+        if (req->prev_posted)
+            req->prev_posted->next_posted = req->next_posted;
+        else if (e->posted_head == req)
+            e->posted_head = req->next_posted;
+        if (req->next_posted)
+            req->next_posted->prev_posted = req->prev_posted;
+        else if (e->posted_tail == req)
+            e->posted_tail = req->prev_posted;
+        req->next_posted = req->prev_posted = NULL;
+        req->cancelled = true;
+        req->status.source = FOEHN_ANY_SOURCE;
+        req->status.tag = FOEHN_ANY_TAG;
+        foehn_request_complete(e, req, FOEHN_OK, NULL);
+        foehn_request_unref(e, req); /* the posted list's hold */
+    }
+    pthread_mutex_unlock(&e->mu);
+}
+
+void foehn_request_take(foehn_request *req, void **data, size_t *len)
+{
+    *data = NULL;
+    *len = 0;
+    if (!req)
+        return;
+    foehn_engine *e = req->comm->engine;
+    pthread_mutex_lock(&e->mu);
+    if (req->complete && req->result == FOEHN_OK && req->allocate) {
+        *data = req->taken;
+        *len = req->status.bytes;
+        req->taken = NULL;
+    }
+    pthread_mutex_unlock(&e->mu);
+}
+
+void foehn_request_free(foehn_request *req)
+{
+    if (!req)
+        return;
+    foehn_engine *e = req->comm->engine;
+    pthread_mutex_lock(&e->mu);
+    foehn_request_unref(e, req);
+    pthread_mutex_unlock(&e->mu);
+}
