@@ -563,7 +563,7 @@ static void release_all(foehn_engine *e)
     e->peers = NULL;
     e->hostname = e->failure = NULL;
     if (e->own_pm && e->pm)
-        foehn_pm_finalize(e->pm);
+        foehn_pm_release(e->pm);
     e->pm = NULL;
 }
 
@@ -639,7 +639,7 @@ int foehn_comm_init_pm(struct foehn_pm *pm, bool own_pm, foehn_comm **world, foe
         }
         pthread_mutex_unlock(&e->mu);
         if (own_pm)
-            foehn_pm_finalize(pm);
+            foehn_pm_release(pm);
         return rc;
     }
     pthread_condattr_t attr;
@@ -681,7 +681,7 @@ int foehn_comm_init(foehn_comm **world, foehn_comm **self, double timeout, foehn
     if (again)
         return foehn_comm_init_pm(NULL, false, world, self, timeout, err);
     foehn_pm *pm = NULL;
-    int rc = foehn_pm_init(&pm, environ, err);
+    int rc = foehn_pm_acquire(&pm, environ, err);
     if (rc != FOEHN_OK)
         return rc;
     return foehn_comm_init_pm(pm, true, world, self, timeout, err);

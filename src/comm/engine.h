@@ -142,8 +142,8 @@ struct foehn_engine {
 /* The process's engine, or NULL before init and after finalize. */
 foehn_engine *foehn_engine_get(void);
 
-/* Joins through an existing pm (the Python extension shares its own with foehn.init);
- * own_pm: finalize releases it. */
+/* Joins through pm; own_pm: finalize releases it (foehn_pm_release: it came from
+ * foehn_pm_acquire, shared with foehn.init and torch's bootstrap). */
 int foehn_comm_init_pm(struct foehn_pm *pm, bool own_pm, foehn_comm **world, foehn_comm **self,
                        double timeout, foehn_error *err);
 

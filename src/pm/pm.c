@@ -2,6 +2,7 @@
 #include "pm/pm.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -219,6 +220,37 @@ void foehn_pm_finalize(foehn_pm *pm)
     pm->provider->finalize(pm);
     foehn_job_clear(&pm->job);
     free(pm);
+}
+
+/* The process's one pm, shared: the launcher sees one client per rank, whatever uses
+ * it (foehn.init and torch's bootstrap, the communicator). */
+static pthread_mutex_t shared_mu = PTHREAD_MUTEX_INITIALIZER;
+static foehn_pm *shared_pm;
+static int shared_refs;
+
+int foehn_pm_acquire(foehn_pm **out, char *const *envp, foehn_error *err)
+{
+    pthread_mutex_lock(&shared_mu);
+    int rc = FOEHN_OK;
+    if (!shared_pm)
+        rc = foehn_pm_init(&shared_pm, envp, err);
+    if (rc == FOEHN_OK)
+        shared_refs++;
+    *out = shared_pm;
+    pthread_mutex_unlock(&shared_mu);
+    return rc;
+}
+
+void foehn_pm_release(foehn_pm *pm)
+{
+    if (!pm)
+        return;
+    pthread_mutex_lock(&shared_mu);
+    if (pm == shared_pm && --shared_refs == 0) {
+        foehn_pm_finalize(pm);
+        shared_pm = NULL;
+    }
+    pthread_mutex_unlock(&shared_mu);
 }
 
 const char *foehn_pm_context(const foehn_pm *pm, char *buf, size_t len)

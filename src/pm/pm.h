@@ -78,6 +78,12 @@ int foehn_pm_barrier(foehn_pm *pm, double timeout, foehn_error *err);
 int foehn_pm_abort(foehn_pm *pm, int status, const char *message);
 void foehn_pm_finalize(foehn_pm *pm);
 
+/* The process's shared pm: the first acquire initialises it, the last release
+ * finalizes it. Every user in a process goes through these, never a second init:
+ * a launcher's service counts one client per rank in its fences. */
+int foehn_pm_acquire(foehn_pm **pm, char *const *envp, foehn_error *err);
+void foehn_pm_release(foehn_pm *pm);
+
 /* A timeout of 0 or less means pm->timeout. */
 double foehn_pm_timeout(const foehn_pm *pm, double timeout);
 

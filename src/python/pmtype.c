@@ -59,7 +59,7 @@ static void release(PMObject *self, int what)
         self->pm = NULL;
     Py_BEGIN_ALLOW_THREADS
     foehn_watchdog_stop(wd);
-    foehn_pm_finalize(pm);
+    foehn_pm_release(pm);
     Py_END_ALLOW_THREADS
 }
 
@@ -72,14 +72,14 @@ static PyObject *pm_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     foehn_error err;
     int rc;
     Py_BEGIN_ALLOW_THREADS
-    rc = foehn_pm_init(&pm, environ, &err);
+    rc = foehn_pm_acquire(&pm, environ, &err);
     Py_END_ALLOW_THREADS
     if (rc != FOEHN_OK)
         return foehn_py_raise(rc, &err);
     allocfunc alloc = (allocfunc)PyType_GetSlot(type, Py_tp_alloc);
     PMObject *self = (PMObject *)alloc(type, 0);
     if (!self) {
-        foehn_pm_finalize(pm);
+        foehn_pm_release(pm);
         return NULL;
     }
     self->pm = pm;
