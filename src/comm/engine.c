@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/prctl.h>
+#include <sys/uio.h>
 #include <sys/socket.h>
 #include <fcntl.h>
 #include <time.h>
@@ -41,6 +43,10 @@ extern char **environ;
 static foehn_engine engine = {.mu = PTHREAD_MUTEX_INITIALIZER, .listen_fd = -1, .wake_fd = -1};
 static bool initialized, finalized;
 static unsigned char token[FOEHN_WIRE_TOKEN];
+/* Random bytes a peer on this host reads out of this process (process_vm_readv) to
+ * prove that single copy reaches the right process: a pid alone could name another
+ * process in another pid namespace on the same kernel. */
+static unsigned char probe[16];
 
 foehn_engine *foehn_engine_get(void)
 {
@@ -323,6 +329,26 @@ static int choose_ip(foehn_engine *e, char *ip, size_t len, foehn_error *err)
     return rc;
 }
 
+/* "<port> <ip> <pid> <probe address> <probe bytes> <host>": the host name and what
+ * single copy needs; connect_to reads the first two. */
+static int parse_endpoint(foehn_engine *e, int r, const char *value, foehn_error *err)
+{
+    int port = 0, pid = 0, used = 0;
+    unsigned long long addr = 0;
+    char ip[128], hex[2 * sizeof probe + 2];
+    if (sscanf(value, "%d %127s %d %llx %33s %n", &port, ip, &pid, &addr, hex, &used) < 5 ||
+        !used || strlen(hex) != 2 * sizeof probe)
+        return foehn_fail(err, FOEHN_ERR_PROTOCOL, "rank %d published a malformed endpoint "
+                          "\"%s\"", r, value);
+    e->hosts[r] = strdup(value + used);
+    e->peers[r].pid = pid;
+    e->probes[r].addr = addr;
+    for (size_t i = 0; i < sizeof probe; i++)
+        e->probes[r].bytes[i] = (unsigned char)(foehn_hex_value(hex[2 * i]) << 4 |
+                                                foehn_hex_value(hex[2 * i + 1]));
+    return e->hosts[r] ? FOEHN_OK : foehn_fail(err, FOEHN_ERR_NOMEM, "out of memory");
+}
+
 static int exchange_endpoints(foehn_engine *e, char ***endpoints, double timeout, foehn_error *err)
 {
     char ip[64], value[FOEHN_PM_VALUE_MAX];
@@ -332,7 +358,13 @@ static int exchange_endpoints(foehn_engine *e, char ***endpoints, double timeout
         rc = listen_on(ip, &e->listen_fd, &port, err);
     if (rc != FOEHN_OK)
         return rc;
-    snprintf(value, sizeof value, "%d %s %s", port, ip, e->hostname ? e->hostname : "?");
+    char probe_hex[2 * sizeof probe + 1];
+    rc = foehn_random_bytes(probe, sizeof probe, err);
+    if (rc != FOEHN_OK)
+        return rc;
+    foehn_hex_encode(probe, sizeof probe, probe_hex);
+    snprintf(value, sizeof value, "%d %s %d %llx %s %s", port, ip, (int)getpid(),
+             (unsigned long long)(uintptr_t)probe, probe_hex, e->hostname ? e->hostname : "?");
     rc = foehn_pm_put(e->pm, KEY_ENDPOINT, value, strlen(value), err);
     if (rc == FOEHN_OK && e->rank == 0) {
         char hex[2 * FOEHN_WIRE_TOKEN + 1];
@@ -372,10 +404,8 @@ static int exchange_endpoints(foehn_engine *e, char ***endpoints, double timeout
         size_t vlen = 0;
         rc = foehn_pm_get(e->pm, r, KEY_ENDPOINT, &v, &vlen, timeout, err);
         (*endpoints)[r] = v;
-        if (rc == FOEHN_OK) {
-            const char *host = strchr(strchr(v, ' ') ? strchr(v, ' ') + 1 : (char *)v, ' ');
-            e->hosts[r] = strdup(host ? host + 1 : "?");
-        }
+        if (rc == FOEHN_OK)
+            rc = parse_endpoint(e, r, v, err);
     }
     return rc;
 }
@@ -408,8 +438,10 @@ static void peer_read(foehn_engine *e, int r)
         unsigned char *to;
         size_t want;
         if (!p->in_payload) {
+            if (!p->hdr_want)
+                p->hdr_want = FOEHN_WIRE_HEADER;
             to = p->hdr + p->hdr_got;
-            want = sizeof p->hdr - p->hdr_got;
+            want = p->hdr_want - p->hdr_got;
         } else if (p->discard_left) {
             to = scratch;
             want = p->discard_left < sizeof scratch ? p->discard_left : sizeof scratch;
@@ -428,14 +460,31 @@ static void peer_read(foehn_engine *e, int r)
         }
         if (!p->in_payload) {
             p->hdr_got += (size_t)n;
-            if (p->hdr_got < sizeof p->hdr)
+            if (p->hdr_got < p->hdr_want)
                 continue;
-            p->hdr_got = 0;
             foehn_wire_header h;
             foehn_wire_decode(p->hdr, &h);
+            if (h.type == FOEHN_FRAME_RTS && p->hdr_want == FOEHN_WIRE_HEADER && p->pull_ok) {
+                p->hdr_want += FOEHN_WIRE_RTS_BODY; /* its body follows */
+                continue;
+            }
+            p->hdr_got = 0;
+            p->hdr_want = FOEHN_WIRE_HEADER;
             if (h.type == FOEHN_FRAME_BYE) {
                 p->said_bye = true;
                 foehn_p2p_peer_gone(e, r);
+                continue;
+            }
+            if (h.type == FOEHN_FRAME_CAPS) {
+                p->peer_pulls = true;
+                continue;
+            }
+            if (h.type == FOEHN_FRAME_ACK) {
+                foehn_p2p_ack_arrived(e, r, h.tag);
+                continue;
+            }
+            if (h.type == FOEHN_FRAME_RTS && p->pull_ok && h.len <= FRAME_MAX) {
+                foehn_p2p_rts_arrived(e, r, &h, p->hdr + FOEHN_WIRE_HEADER);
                 continue;
             }
             if (h.type != FOEHN_FRAME_DATA || h.len > FRAME_MAX) {
@@ -557,6 +606,8 @@ static void release_all(foehn_engine *e)
         free(e->hosts[r]);
     free(e->hosts);
     free(e->peers);
+    free(e->probes);
+    e->probes = NULL;
     free(e->hostname);
     free(e->failure);
     e->hosts = NULL;
@@ -565,6 +616,40 @@ static void release_all(foehn_engine *e)
     if (e->own_pm && e->pm)
         foehn_pm_release(e->pm);
     e->pm = NULL;
+}
+
+/* FOEHN_SINGLE_COPY=0 keeps every byte on the sockets (for comparison, or where
+ * reading another process's memory is unwelcome). */
+static bool single_copy_wanted(void)
+{
+    const char *v = getenv("FOEHN_SINGLE_COPY");
+    return !(v && (strcmp(v, "0") == 0 || strcmp(v, "off") == 0 || strcmp(v, "no") == 0));
+}
+
+/* For each peer on this host whose probe this process can read, says CAPS: the peer
+ * will then send its large messages as RTS frames for this process to copy out. */
+static int offer_single_copy(foehn_engine *e, double deadline, foehn_error *err)
+{
+    if (!single_copy_wanted())
+        return FOEHN_OK;
+    for (int r = 0; r < e->size; r++) {
+        foehn_peer *p = &e->peers[r];
+        if (p->fd < 0 || strcmp(e->hosts[r], e->hosts[e->rank]) != 0)
+            continue;
+        unsigned char seen[sizeof probe];
+        struct iovec local = {seen, sizeof seen};
+        struct iovec remote = {(void *)(uintptr_t)e->probes[r].addr, sizeof seen};
+        if (process_vm_readv(p->pid, &local, 1, &remote, 1, 0) != (ssize_t)sizeof seen ||
+            memcmp(seen, e->probes[r].bytes, sizeof seen) != 0)
+            continue; /* not permitted, or another process: the sockets carry it all */
+        p->pull_ok = true;
+        unsigned char caps[FOEHN_WIRE_HEADER];
+        foehn_wire_encode(caps, &(foehn_wire_header){.type = FOEHN_FRAME_CAPS});
+        int rc = write_exact(p->fd, caps, sizeof caps, deadline);
+        if (rc != FOEHN_OK)
+            return foehn_fail(err, rc, "rank %d could not write to rank %d", e->rank, r);
+    }
+    return FOEHN_OK;
 }
 
 static int join(foehn_engine *e, double timeout, foehn_error *err)
@@ -581,6 +666,13 @@ static int join(foehn_engine *e, double timeout, foehn_error *err)
         e->peers[r].fd = -1;
     int rc = FOEHN_OK;
     if (e->size > 1) {
+        e->probes = calloc((size_t)e->size, sizeof *e->probes);
+        if (!e->probes)
+            return foehn_fail(err, FOEHN_ERR_NOMEM, "out of memory");
+        /* Under Yama (ptrace_scope 1) only ancestors may read a process's memory: let
+         * the job's other ranks (same user) do it, as MPI libraries do. */
+        if (single_copy_wanted())
+            prctl(PR_SET_PTRACER, PR_SET_PTRACER_ANY, 0, 0, 0);
         foehn_fd_limit_raise((unsigned long long)e->size + 64);
         char **endpoints = NULL;
         rc = exchange_endpoints(e, &endpoints, timeout, err);
@@ -597,6 +689,8 @@ static int join(foehn_engine *e, double timeout, foehn_error *err)
         for (int r = 0; rc == FOEHN_OK && r < e->size; r++)
             if (e->peers[r].fd >= 0)
                 tune_socket(e->peers[r].fd);
+        if (rc == FOEHN_OK)
+            rc = offer_single_copy(e, deadline, err);
         if (e->listen_fd >= 0) {
             close(e->listen_fd); /* everyone is connected: nobody else may call */
             e->listen_fd = -1;
@@ -690,7 +784,7 @@ int foehn_comm_init(foehn_comm **world, foehn_comm **self, double timeout, foehn
 static bool sends_pending(const foehn_engine *e)
 {
     for (int r = 0; r < e->size; r++)
-        if (e->peers[r].send_head && !e->peers[r].gone)
+        if ((e->peers[r].send_head || e->peers[r].acks) && !e->peers[r].gone)
             return true;
     return false;
 }

@@ -61,7 +61,12 @@ struct foehn_request {
     /* a send: the frame and how much of it is written */
     unsigned char header[FOEHN_WIRE_HEADER];
     const unsigned char *payload;
-    size_t len, sent;       /* sent counts header + payload bytes */
+    size_t len;
+    const unsigned char *wire; /* what follows the header: the payload, or an RTS body */
+    size_t wire_len, sent;  /* sent counts header + wire bytes */
+    bool rts;               /* complete on the receiver's ACK, not once written */
+    uint32_t rts_id;
+    unsigned char rts_body[FOEHN_WIRE_RTS_BODY];
     int dest;               /* world rank */
     foehn_request *next_send;
 
@@ -82,10 +87,15 @@ typedef struct foehn_peer {
     bool said_bye, gone;
     /* sending */
     foehn_request *send_head, *send_tail;
-    bool writing;
+    foehn_request *acks;    /* RTS sends waiting for their ACK */
+    uint32_t next_rts;
+    /* same-host single copy (see wire.h) */
+    int pid;
+    bool pull_ok;           /* this process can read the peer's memory */
+    bool peer_pulls;        /* the peer said it can read this process's memory */
     /* receiving (the progress thread's own) */
-    unsigned char hdr[FOEHN_WIRE_HEADER];
-    size_t hdr_got;
+    unsigned char hdr[FOEHN_WIRE_HEADER + FOEHN_WIRE_RTS_BODY];
+    size_t hdr_got, hdr_want;
     bool in_payload;
     unsigned char *dst;     /* where the payload goes (NULL: discard) */
     size_t dst_len, dst_got;
@@ -124,6 +134,7 @@ struct foehn_engine {
     char *hostname;
     char **hosts;               /* each rank's host name, for messages */
     foehn_peer *peers;          /* one per world rank */
+    struct { unsigned long long addr; unsigned char bytes[16]; } *probes; /* engine.c's */
     int listen_fd;
     int wake_fd;                /* eventfd: wakes the progress thread */
     pthread_t progress;
@@ -175,6 +186,11 @@ int foehn_p2p_irecv_locked(foehn_comm *comm, uint32_t ctx, uint32_t kind, void *
 void foehn_p2p_arrived(foehn_engine *e, int src, const foehn_wire_header *h);
 /* The payload of peer's current message is all in. */
 void foehn_p2p_payload_done(foehn_engine *e, foehn_peer *peer);
+/* An RTS arrived from src: copy the payload out of src's memory, answer ACK. */
+void foehn_p2p_rts_arrived(foehn_engine *e, int src, const foehn_wire_header *h,
+                           const unsigned char *body);
+/* src's ACK for RTS id: that send is complete. */
+void foehn_p2p_ack_arrived(foehn_engine *e, int src, uint32_t id);
 /* Every pending request fails (the engine failed). */
 void foehn_p2p_fail_all(foehn_engine *e);
 /* A peer said goodbye or vanished: receives that can only come from it fail. */

@@ -7,11 +7,16 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <stdint.h>
 
 #include "comm/coll.h"
 #include "comm/engine.h"
 #include "common/clock.h"
 #include "common/error.h"
+
+/* Messages this long to a peer on the same host go by single copy (RTS, see
+ * wire.h): below it, one TCP write is cheaper than the RTS-copy-ACK round. */
+#define FOEHN_SINGLE_COPY_MIN (64 * 1024)
 
 /* ---- matching ------------------------------------------------------------- */
 
@@ -196,12 +201,12 @@ void foehn_p2p_flush(foehn_engine *e, int dest)
         foehn_request *r = p->send_head;
         struct iovec iov[2];
         int n = 0;
-        size_t total = FOEHN_WIRE_HEADER + r->len;
+        size_t total = FOEHN_WIRE_HEADER + r->wire_len;
         if (r->sent < FOEHN_WIRE_HEADER)
             iov[n++] = (struct iovec){r->header + r->sent, FOEHN_WIRE_HEADER - r->sent};
         size_t off = r->sent > FOEHN_WIRE_HEADER ? r->sent - FOEHN_WIRE_HEADER : 0;
-        if (r->len > off)
-            iov[n++] = (struct iovec){(void *)(r->payload + off), r->len - off};
+        if (r->wire_len > off)
+            iov[n++] = (struct iovec){(void *)(r->wire + off), r->wire_len - off};
         struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)n};
         ssize_t put = sendmsg(p->fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
         if (put < 0 && errno == EINTR)
@@ -226,9 +231,98 @@ void foehn_p2p_flush(foehn_engine *e, int dest)
         if (!p->send_head)
             p->send_tail = NULL;
         r->next_send = NULL;
+        if (r->rts) { /* the receiver copies it out of this buffer: wait for its ACK */
+            r->next_send = p->acks;
+            p->acks = r;
+            continue;
+        }
         foehn_request_complete(e, r, FOEHN_OK, NULL);
         foehn_request_unref(e, r); /* the queue's hold */
     }
+}
+
+static void enqueue(foehn_engine *e, int dest, foehn_request *r)
+{
+    foehn_peer *p = &e->peers[dest];
+    bool idle = p->send_head == NULL;
+    if (p->send_tail)
+        p->send_tail->next_send = r;
+    else
+        p->send_head = r;
+    p->send_tail = r;
+    if (idle)
+        foehn_p2p_flush(e, dest);
+}
+
+/* A frame of the engine's own (an ACK): the queue holds its only reference. */
+static void send_control(foehn_engine *e, int dest, uint32_t type, uint32_t tag)
+{
+    foehn_request *r = foehn_request_new(e->world, REQ_SEND);
+    if (!r) {
+        foehn_engine_fail(e, FOEHN_ERR_NOMEM, "out of memory for a control frame");
+        return;
+    }
+    r->dest = dest;
+    foehn_wire_encode(r->header, &(foehn_wire_header){.type = type, .tag = tag});
+    enqueue(e, dest, r);
+}
+
+/* Copies len bytes at addr in process pid into dst (one copy, no socket). */
+static int pull(int pid, unsigned char *dst, uint64_t addr, size_t len)
+{
+    size_t done = 0;
+    while (done < len) {
+        struct iovec local = {dst + done, len - done};
+        struct iovec remote = {(void *)(uintptr_t)(addr + done), len - done};
+        ssize_t n = process_vm_readv(pid, &local, 1, &remote, 1, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return -1;
+        done += (size_t)n;
+    }
+    return 0;
+}
+
+static uint64_t get64(const unsigned char *p)
+{
+    return (uint64_t)foehn_wire_get32(p) << 32 | foehn_wire_get32(p + 4);
+}
+
+void foehn_p2p_rts_arrived(foehn_engine *e, int src, const foehn_wire_header *h,
+                           const unsigned char *body)
+{
+    foehn_peer *p = &e->peers[src];
+    foehn_p2p_arrived(e, src, h); /* chooses the destination, as for a payload */
+    if (p->discard_left) {
+        p->discard_left = 0; /* a refused receive: nothing to copy */
+    } else if (p->dst_len && pull(p->pid, p->dst, get64(body), p->dst_len) != 0) {
+        foehn_engine_fail(e, FOEHN_ERR_PEER,
+                          "reading a message of %zu bytes out of rank %d (host %s, pid %d) "
+                          "failed: %s",
+                          p->dst_len, src, foehn_engine_host(e, src), p->pid, strerror(errno));
+        return;
+    }
+    p->dst_got = p->dst_len;
+    foehn_p2p_payload_done(e, p);
+    send_control(e, src, FOEHN_FRAME_ACK, foehn_wire_get32(body + 8));
+}
+
+void foehn_p2p_ack_arrived(foehn_engine *e, int src, uint32_t id)
+{
+    foehn_peer *p = &e->peers[src];
+    for (foehn_request **at = &p->acks; *at; at = &(*at)->next_send) {
+        foehn_request *r = *at;
+        if (r->rts_id != id)
+            continue;
+        *at = r->next_send;
+        r->next_send = NULL;
+        foehn_request_complete(e, r, FOEHN_OK, NULL);
+        foehn_request_unref(e, r); /* the queue's hold */
+        return;
+    }
+    foehn_engine_fail(e, FOEHN_ERR_PROTOCOL, "rank %d (host %s) acknowledged a message it was "
+                      "never sent (id %u)", src, foehn_engine_host(e, src), id);
 }
 
 /* A message to this process itself: straight into a posted receive, or kept. */
@@ -280,18 +374,25 @@ int foehn_p2p_isend_locked(foehn_comm *comm, uint32_t ctx, uint32_t kind, const 
                             p->said_bye ? "finalized" : "gone");
         return FOEHN_OK;
     }
-    foehn_wire_encode(r->header, &(foehn_wire_header){.type = FOEHN_FRAME_DATA, .ctx = ctx,
+    uint32_t type = FOEHN_FRAME_DATA;
+    r->wire = buf;
+    r->wire_len = len;
+    if (len >= FOEHN_SINGLE_COPY_MIN && p->peer_pulls) {
+        type = FOEHN_FRAME_RTS;
+        r->rts = true;
+        r->rts_id = ++p->next_rts;
+        uint64_t addr = (uint64_t)(uintptr_t)buf;
+        foehn_wire_put32(r->rts_body, (uint32_t)(addr >> 32));
+        foehn_wire_put32(r->rts_body + 4, (uint32_t)addr);
+        foehn_wire_put32(r->rts_body + 8, r->rts_id);
+        r->wire = r->rts_body;
+        r->wire_len = sizeof r->rts_body;
+    }
+    foehn_wire_encode(r->header, &(foehn_wire_header){.type = type, .ctx = ctx,
                                                       .tag = (uint32_t)tag, .kind = kind,
                                                       .len = len});
     r->refs++; /* the queue's hold */
-    bool idle = p->send_head == NULL;
-    if (p->send_tail)
-        p->send_tail->next_send = r;
-    else
-        p->send_head = r;
-    p->send_tail = r;
-    if (idle)
-        foehn_p2p_flush(e, world);
+    enqueue(e, world, r);
     return FOEHN_OK;
 }
 
@@ -382,13 +483,15 @@ void foehn_p2p_fail_all(foehn_engine *e)
             foehn_request_unref(e, p->msg->waiter);
             p->msg->waiter = NULL;
         }
-        while (p->send_head) {
-            foehn_request *r = p->send_head;
-            p->send_head = r->next_send;
-            r->next_send = NULL;
-            foehn_request_complete(e, r, status, why);
-            foehn_request_unref(e, r);
-        }
+        foehn_request **lists[] = {&p->send_head, &p->acks};
+        for (size_t l = 0; l < 2; l++)
+            while (*lists[l]) {
+                foehn_request *r = *lists[l];
+                *lists[l] = r->next_send;
+                r->next_send = NULL;
+                foehn_request_complete(e, r, status, why);
+                foehn_request_unref(e, r);
+            }
         p->send_tail = NULL;
     }
 }

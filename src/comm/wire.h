@@ -21,7 +21,21 @@
 #define FOEHN_WIRE_HELLO (8 + 4 + FOEHN_WIRE_TOKEN)
 #define FOEHN_WIRE_HEADER 24
 
-enum { FOEHN_FRAME_DATA = 1, FOEHN_FRAME_BYE = 2 };
+enum {
+    FOEHN_FRAME_DATA = 1,
+    FOEHN_FRAME_BYE = 2,
+    /* Same-host single copy (Linux cross-memory attach): instead of the payload, an
+     * RTS carries where it lies in the sender's memory, FOEHN_WIRE_RTS_BODY bytes:
+     * address (u64) | id (u32) | 0 (u32). The receiver copies it straight out of the
+     * sender with process_vm_readv and answers ACK (tag = id); only then may the
+     * sender reuse its buffer. CAPS, sent once after the hello, says "I can read
+     * your memory": only then does the peer send RTS frames to it. */
+    FOEHN_FRAME_RTS = 3,
+    FOEHN_FRAME_ACK = 4,
+    FOEHN_FRAME_CAPS = 5,
+};
+
+#define FOEHN_WIRE_RTS_BODY 16
 
 typedef struct foehn_wire_header {
     uint32_t type, ctx, tag, kind;

@@ -26,6 +26,13 @@ def test_foehn_run(test_p2p, n):
     all_passed(run([foehn_program(), "run", "-n", str(n), test_p2p], timeout=120), n)
 
 
+def test_foehn_run_sockets_only(test_p2p):
+    # Large messages between ranks of one host go by single copy; this keeps the socket
+    # path for them tested on one host too (across Slurm nodes it is the only path).
+    all_passed(run([foehn_program(), "run", "-n", "3", test_p2p], timeout=120,
+                   env={"FOEHN_SINGLE_COPY": "0"}), 3)
+
+
 def test_openmpi_mpirun(openmpi, test_p2p):
     all_passed(openmpi.launch(4, [test_p2p], timeout=120), 4)
 
