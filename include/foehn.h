@@ -214,7 +214,9 @@ const char *foehn_dtype_name(foehn_dtype dtype);
 const char *foehn_op_name(foehn_op op);
 
 /* inout[i] = in[i] op inout[i] for i < count (MPI_Reduce_local). FOEHN_ERR_INVALID
- * when op is not defined on dtype (bitwise ops on floats, MINLOC on plain ints). */
+ * when op is not defined on dtype, by the MPI standard's table: logical ops on
+ * integers and BOOL, bitwise ops on integers and BYTE, MIN/MAX on integers and reals,
+ * SUM/PROD on those and complex, MINLOC/MAXLOC on the pair types. */
 int foehn_reduce_local(const void *in, void *inout, size_t count, foehn_dtype dtype,
                        foehn_op op, foehn_error *err);
 

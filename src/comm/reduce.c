@@ -151,10 +151,7 @@ typedef void kernel_fn(const unsigned char *restrict in, unsigned char *restrict
     KERNEL(name##_sum, S, C, LOAD, STORE, a + b) \
     KERNEL(name##_prod, S, C, LOAD, STORE, a * b) \
     KERNEL(name##_min, S, C, LOAD, STORE, a < b ? a : b) \
-    KERNEL(name##_max, S, C, LOAD, STORE, a > b ? a : b) \
-    KERNEL(name##_land, S, C, LOAD, STORE, LAND_EXPR(C)) \
-    KERNEL(name##_lor, S, C, LOAD, STORE, LOR_EXPR(C)) \
-    KERNEL(name##_lxor, S, C, LOAD, STORE, LXOR_EXPR(C))
+    KERNEL(name##_max, S, C, LOAD, STORE, a > b ? a : b)
 
 INT_KERNELS(i8, int8_t, uint32_t)
 INT_KERNELS(u8, uint8_t, uint32_t)
@@ -258,14 +255,17 @@ static const char *const op_names[FOEHN_OP_COUNT] = {
 #define BITWISE_ROW(name) \
     [FOEHN_OP_BAND] = name##_band, [FOEHN_OP_BOR] = name##_bor, [FOEHN_OP_BXOR] = name##_bxor
 #define INT_ROW(name) { ARITH_ROW(name), LOGICAL_ROW(name), BITWISE_ROW(name) }
-#define REAL_ROW(name) { ARITH_ROW(name), LOGICAL_ROW(name) }
+#define REAL_ROW(name) { ARITH_ROW(name) }
 #define PAIR_ROW(name) { [FOEHN_OP_MINLOC] = name##_minloc, [FOEHN_OP_MAXLOC] = name##_maxloc }
 
 /* NULL: the op is not defined on the dtype (REPLACE, defined on all, is apart).
+ * Which op goes with which dtype is the MPI standard's table (and what Open MPI
+ * enforces): logical ops on integers and BOOL, bitwise ones on integers and BYTE,
+ * MIN/MAX on integers and reals, SUM/PROD on complex too, MINLOC/MAXLOC on pairs.
  * BOOL is stored as a byte (any non-zero byte is true), so its kernels are uint8's. */
 static kernel_fn *const kernels[FOEHN_DTYPE_COUNT][FOEHN_OP_COUNT] = {
     [FOEHN_BYTE] = { BITWISE_ROW(u8) },
-    [FOEHN_BOOL] = { LOGICAL_ROW(u8), BITWISE_ROW(u8) },
+    [FOEHN_BOOL] = { LOGICAL_ROW(u8) },
     [FOEHN_INT8] = INT_ROW(i8),
     [FOEHN_UINT8] = INT_ROW(u8),
     [FOEHN_INT16] = INT_ROW(i16),

@@ -45,9 +45,9 @@ static int op_defined(int dt, int op)
     case FOEHN_OP_SUM: case FOEHN_OP_PROD: return k == K_INT || k == K_REAL || k == K_COMPLEX;
     case FOEHN_OP_MIN: case FOEHN_OP_MAX: return k == K_INT || k == K_REAL;
     case FOEHN_OP_LAND: case FOEHN_OP_LOR: case FOEHN_OP_LXOR:
-        return k == K_INT || k == K_BOOL || k == K_REAL;
+        return k == K_INT || k == K_BOOL;
     case FOEHN_OP_BAND: case FOEHN_OP_BOR: case FOEHN_OP_BXOR:
-        return k == K_INT || k == K_BOOL || k == K_BYTE;
+        return k == K_INT || k == K_BYTE;
     case FOEHN_OP_MINLOC: case FOEHN_OP_MAXLOC: return k == K_PAIR;
     default: return 1; /* REPLACE */
     }
@@ -165,14 +165,22 @@ static void test_matrix(void)
             }
         }
     }
-    /* 4 byte + 7 bool + 8 ints x 11 + 5 reals x 8 + 2 complex x 3 + 5 pairs x 3 */
-    CHECK_INT(valid, 160);
+    /* 4 byte + 4 bool + 8 ints x 11 + 5 reals x 5 + 2 complex x 3 + 5 pairs x 3 */
+    CHECK_INT(valid, 142);
 
     foehn_error err;
     double a = 1, b = 2;
     CHECK_INT(foehn_reduce_local(&a, &b, 1, FOEHN_FLOAT64, FOEHN_OP_BAND, &err), FOEHN_ERR_INVALID);
     CHECK_STR(err.message, "MPI op BAND is not defined for float64 data");
     CHECK(b == 2);
+    /* the standard's table, as Open MPI holds it: no logical op on reals, no bitwise
+     * op on BOOL */
+    CHECK_INT(foehn_reduce_local(&a, &b, 1, FOEHN_FLOAT64, FOEHN_OP_LAND, &err), FOEHN_ERR_INVALID);
+    CHECK_STR(err.message, "MPI op LAND is not defined for float64 data");
+    _Bool t = 1, u = 0;
+    CHECK_INT(foehn_reduce_local(&t, &u, 1, FOEHN_BOOL, FOEHN_OP_BXOR, &err), FOEHN_ERR_INVALID);
+    CHECK_STR(err.message, "MPI op BXOR is not defined for bool data");
+    CHECK(!u);
     CHECK_INT(foehn_reduce_local(&a, &b, 1, (foehn_dtype)FOEHN_DTYPE_COUNT, FOEHN_OP_SUM, &err),
               FOEHN_ERR_INVALID);
     CHECK_CONTAINS(err.message, "unknown dtype");
@@ -314,9 +322,6 @@ static void test_integers(void)
     CHECK_INT(red_i(FOEHN_BOOL, FOEHN_OP_LXOR, 1, 1), 0);
     CHECK_INT(red_i(FOEHN_BOOL, FOEHN_OP_LXOR, 1, 0), 1);
     CHECK_INT(red_i(FOEHN_BOOL, FOEHN_OP_LAND, 2, 4), 1);
-    CHECK_INT(red_i(FOEHN_BOOL, FOEHN_OP_BAND, 1, 1), 1);
-    CHECK_INT(red_i(FOEHN_BOOL, FOEHN_OP_BOR, 0, 1), 1);
-    CHECK_INT(red_i(FOEHN_BOOL, FOEHN_OP_BXOR, 1, 1), 0);
 
     /* many elements: wraparound in every lane of a vectorised loop */
     enum { M = 1000 };
@@ -383,14 +388,6 @@ static void test_floats(void)
     CHECK(signbit(red_d(FOEHN_OP_MIN, 0.0, -0.0)));
     CHECK(!signbit(red_d(FOEHN_OP_MIN, -0.0, 0.0)));
     CHECK(signbit(red_d(FOEHN_OP_SUM, -0.0, -0.0)));
-    /* logical on floats: non-zero (NaN too) is true, -0 is false; 1.0 or 0.0 */
-    CHECK(red_d(FOEHN_OP_LAND, 0.5, -2) == 1);
-    CHECK(red_d(FOEHN_OP_LAND, 0.5, -0.0) == 0);
-    CHECK(red_d(FOEHN_OP_LOR, 0, NAN) == 1);
-    CHECK(red_d(FOEHN_OP_LOR, 0, -0.0) == 0);
-    CHECK(red_d(FOEHN_OP_LXOR, 3, 4) == 0);
-    CHECK(red_d(FOEHN_OP_LXOR, 3, 0) == 1);
-    CHECK(red_f(FOEHN_OP_LAND, 1e-40f, 1) == 1); /* a subnormal is true */
     CHECK(red_f(FOEHN_OP_SUM, 1.5f, 2.25f) == 3.75f);
     CHECK(red_f(FOEHN_OP_PROD, 3, 1.0f / 3) == 3 * (1.0f / 3));
     CHECK(red_f(FOEHN_OP_MIN, 2, -3) == -3);
@@ -402,7 +399,6 @@ static void test_floats(void)
     CHECK(red_ld(FOEHN_OP_MAX, -2.0L, 0.25L) == 0.25L);
     CHECK(red_ld(FOEHN_OP_MIN, NAN, 1) == 1);
     CHECK(isnan(red_ld(FOEHN_OP_MAX, 1, NAN)));
-    CHECK(red_ld(FOEHN_OP_LXOR, 0, 7) == 1);
 
     /* many elements, with NaNs spread through the vector lanes */
     enum { M = 333 };
@@ -560,10 +556,6 @@ static void test_half_known(void)
     CHECK_INT(H(MIN, 0x7e00, 0x3c00), 0x3c00);
     CHECK_INT(H(MAX, 0x3c00, 0x7c01), 0x7e01);       /* a signalling NaN kept by MAX: quiet */
     CHECK_INT(H(MIN, 0x3c00, 0xfd55), 0xff55);
-    CHECK_INT(H(LAND, 0x3c00, 0x8000), 0x0000);      /* -0 is false */
-    CHECK_INT(H(LAND, 0x0001, 0x7e00), 0x3c00);      /* subnormal and NaN are true: 1.0 */
-    CHECK_INT(H(LOR, 0x0000, 0x8000), 0x0000);
-    CHECK_INT(H(LXOR, 0x0000, 0x4000), 0x3c00);
 
     /* bfloat16: 1.0 0x3f80, 2^-8 0x3b80, max finite 0x7f7f, inf 0x7f80 */
     CHECK_INT(BF(SUM, 0x3f80, 0x3f80), 0x4000);
@@ -583,8 +575,6 @@ static void test_half_known(void)
     CHECK_INT(BF(MIN, 0x3f80, 0x7fc0), 0x7fc0);
     CHECK_INT(BF(MAX, 0x3f80, 0x7f81), 0x7fc1);      /* a signalling NaN kept by MAX: quiet */
     CHECK_INT(BF(MIN, 0x3f80, 0xff81), 0xffc1);
-    CHECK_INT(BF(LAND, 0x3f80, 0x0001), 0x3f80);
-    CHECK_INT(BF(LOR, 0x8000, 0x0000), 0x0000);
 }
 
 /* Every bit pattern through x + (-0) = x: the conversions both ways. */
