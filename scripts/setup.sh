@@ -78,7 +78,7 @@ WHEEL=$(ls dist/foehn_hpc-*.whl)
 
 if PY313=$(find_python 3.13); then
   make_venv .venv-3.13 "$PY313"
-  .venv-3.13/bin/python -m pip install -q pytest
+  .venv-3.13/bin/python -m pip install -q pytest numpy
   .venv-3.13/bin/python -m pip install -q --force-reinstall --no-deps "$WHEEL"
 else
   echo "setup: Python 3.13 not found; the 3.13 tests will report it" >&2

@@ -54,7 +54,9 @@ tail -n 2 build/fuzz/fuzz.log
 
 if [ -x .venv-3.13/bin/python ]; then
   say "Python tests on $(.venv-3.13/bin/python -V) (same wheel)"
-  .venv-3.13/bin/python -m pytest -q -p no:cacheprovider tests/python
+  # torch's CPU wheel on these machines is for 3.11: its case runs in the 3.11 run below.
+  .venv-3.13/bin/python -m pytest -q -p no:cacheprovider tests/python \
+    --deselect tests/python/test_mpi_api.py::test_torch_tensors
 elif [ "${FOEHN_REQUIRE_ENGINES:-0}" != 0 ]; then
   echo "test: no Python 3.13 environment (.venv-3.13)" >&2
   exit 1

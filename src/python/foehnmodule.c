@@ -305,5 +305,9 @@ PyMODINIT_FUNC PyInit__foehn(void)
         Py_DECREF(m);
         return NULL;
     }
+    if (foehn_py_comm_add(m) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
     return m;
 }

@@ -20,4 +20,8 @@ PyObject *foehn_py_raise(int rc, const foehn_error *err);
 /* A new reference to the PM heap type. */
 PyObject *foehn_py_pm_type(void);
 
+/* Adds the communicator (commtype.c) to the module: the Comm and Request types,
+ * comm_init and the other module functions. 0, or -1 with an exception set. */
+int foehn_py_comm_add(PyObject *m);
+
 #endif
