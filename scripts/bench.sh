@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything plus the benchmarks' peers and plotting, builds the C
 # programs the benchmarks run, then runs every benchmark in bench/; results
-# (JSON, markdown tables, PNG plots) go to bench/results/.
+# (JSON, markdown tables, PNG plots) go to bench/results/. bench/comm makes its
+# own Python 3.13 venv for pympi (.venv-pympi) when it is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -12,3 +13,4 @@ meson compile -C build/c >/dev/null
 mkdir -p bench/results
 .venv/bin/python bench/bootstrap.py --out bench/results "$@"
 .venv/bin/python bench/hostlists.py --out bench/results
+.venv/bin/python bench/comm/run.py --out bench/results
