@@ -157,6 +157,17 @@ int foehn_job_to_json(const foehn_job *job, char **out);
 /* The job as `export NAME=value` lines for `eval "$(foehn env --shell)"`. */
 int foehn_job_to_shell(const foehn_job *job, char **out);
 
+/* A rank's share of the accelerators this process sees (job->gpus, after every mask
+ * in force: binding never widens one), for local_rank of local_size on this node:
+ * G devices among L ranks give each G / L contiguous ones; fewer devices than ranks,
+ * rank r shares device r mod G. The result is the "NAME=value" assignments to make
+ * (CUDA_VISIBLE_DEVICES, ROCR_VISIBLE_DEVICES (+ HIP_VISIBLE_DEVICES when it was in
+ * force) or ZE_AFFINITY_MASK): *assignments is a malloc'd array of *count strings
+ * (foehn_strv_free). FOEHN_ERR_INVALID when there is nothing to bind or the local
+ * rank is unknown. */
+int foehn_gpu_share(const foehn_job *job, int local_rank, int local_size, char ***assignments,
+                    size_t *count, foehn_error *err);
+
 
 /* ---- layer 3: the communicator ------------------------------------------ */
 /*

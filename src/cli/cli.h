@@ -5,5 +5,7 @@
 /* argv[0] is the subcommand's name; returns the process exit status. */
 int foehn_cmd_env(int argc, char **argv);
 int foehn_cmd_run(int argc, char **argv);
+int foehn_cmd_launch(int argc, char **argv);
+int foehn_cmd_bind_gpus(int argc, char **argv);
 
 #endif

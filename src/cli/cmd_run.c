@@ -17,6 +17,8 @@
 #include "common/fdio.h"
 #include "pm/rendezvous.h"
 
+extern char **environ;
+
 /* Seconds from SIGTERM to SIGKILL when stopping ranks. */
 #define KILL_AFTER 2.0
 /* After the last rank is reaped, how long its leftover output may still come
@@ -54,6 +56,9 @@ typedef struct run_job {
     pthread_mutex_t abort_lock;
     int abort_rank, abort_status;
     char abort_message[512];
+    /* --bind-gpus: the job this foehn run sees, whose accelerators the ranks share. */
+    foehn_job here;
+    bool have_here;
 } run_job;
 
 /* Runs on the rendezvous server's thread: hand over and wake the loop. */
@@ -331,6 +336,16 @@ static char **rank_vars(const run_job *job, int r, const char *job_id, const cha
     SETVAR("WORLD_SIZE=%d", n);
     SETVAR("LOCAL_RANK=%d", r);
     SETVAR("LOCAL_WORLD_SIZE=%d", n);
+    if (job->opt.bind_gpus) {
+        /* checked before any rank started (foehn_cmd_run): cannot fail here */
+        char **gpu = NULL;
+        size_t ngpu = 0;
+        if (foehn_gpu_share(&job->here, r, n, &gpu, &ngpu, NULL) == FOEHN_OK) {
+            for (size_t i = 0; i < ngpu && k + 1 < nstore; i++)
+                SETVAR("%s", gpu[i]);
+            foehn_strv_free(gpu, ngpu);
+        }
+    }
 #undef SETVAR
     (void)nstore;
     vars[k] = NULL;
@@ -393,6 +408,24 @@ int foehn_cmd_run(int argc, char **argv)
     if (parsed >= 0)
         return parsed;
     job.failed_rank = job.abort_rank = -1;
+    if (job.opt.bind_gpus) {
+        /* Every rank's share is known before any starts: a job that cannot be bound
+         * does not start at all. */
+        foehn_error gerr;
+        if (foehn_job_discover(&job.here, environ, NULL, &gerr) != FOEHN_OK) {
+            fprintf(stderr, "foehn run: --bind-gpus: %s\n", gerr.message);
+            return 1;
+        }
+        job.have_here = true;
+        char **gpu = NULL;
+        size_t ngpu = 0;
+        if (foehn_gpu_share(&job.here, 0, job.opt.nranks, &gpu, &ngpu, &gerr) != FOEHN_OK) {
+            fprintf(stderr, "foehn run: --bind-gpus: %s\n", gerr.message);
+            foehn_job_clear(&job.here);
+            return 1;
+        }
+        foehn_strv_free(gpu, ngpu);
+    }
     pthread_mutex_init(&job.abort_lock, NULL);
     /* Two output pipes per rank here, and the rendezvous's connection to each. */
     foehn_fd_limit_raise(3ULL * (unsigned long long)job.opt.nranks + 64);
@@ -423,6 +456,8 @@ int foehn_cmd_run(int argc, char **argv)
             close(job.ranks[r].stdin_fd);
     }
     free(job.ranks);
+    if (job.have_here)
+        foehn_job_clear(&job.here);
     close(job.wake[0]);
     close(job.wake[1]);
     pthread_mutex_destroy(&job.abort_lock);

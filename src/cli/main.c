@@ -14,13 +14,15 @@ typedef struct command {
 static const command commands[] = {
     {"run", foehn_cmd_run, "start N ranks of a program here, with the rendezvous they bootstrap by"},
     {"env", foehn_cmd_env, "where this process is: launcher, scheduler, ranks, hosts, GPUs"},
+    {"launch", foehn_cmd_launch, "run a program across the allocation with the right srun/mpiexec/... line"},
+    {"bind-gpus", foehn_cmd_bind_gpus, "run a program with this rank's share of the accelerators"},
 };
 
 static void usage(FILE *to)
 {
     fprintf(to, "usage: foehn <command> [options]\n\ncommands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        fprintf(to, "  %-8s %s\n", commands[i].name, commands[i].summary);
+        fprintf(to, "  %-10s %s\n", commands[i].name, commands[i].summary);
     fprintf(to, "\n'foehn <command> --help' describes a command; 'foehn --version' the build.\n");
 }
 

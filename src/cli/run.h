@@ -28,6 +28,7 @@ typedef struct run_rank {
 typedef struct run_options {
     int nranks;
     bool tag_output;
+    bool bind_gpus;         /* each rank its share of the accelerators (foehn_gpu_share) */
     double grace;           /* seconds between a failure and stopping the others */
     char **argv;            /* the program and its arguments */
 } run_options;

@@ -16,6 +16,9 @@ static void usage(FILE *to)
             "  --tag-output       prefix every output line with its rank: \"[3] ...\"\n"
             "  --grace SECONDS    after a rank fails, how long the others may take to\n"
             "                     notice before they are stopped (default 3)\n"
+            "  --bind-gpus        each rank its share of the accelerators this process\n"
+            "                     sees (CUDA_VISIBLE_DEVICES, ROCR_VISIBLE_DEVICES or\n"
+            "                     ZE_AFFINITY_MASK, never wider than a mask already set)\n"
             "  -h, --help         this text\n\n"
             "Each rank gets FOEHN_RANK, FOEHN_SIZE, FOEHN_LOCAL_RANK, FOEHN_LOCAL_SIZE,\n"
             "RANK, WORLD_SIZE, LOCAL_RANK and LOCAL_WORLD_SIZE. Standard input goes to\n"
@@ -68,6 +71,8 @@ int run_parse(int argc, char **argv, run_options *opt)
                 return bad("-n takes a whole number of ranks of at least 1, not '%s'", argv[i]);
         } else if (strcmp(a, "--tag-output") == 0) {
             opt->tag_output = true;
+        } else if (strcmp(a, "--bind-gpus") == 0) {
+            opt->bind_gpus = true;
         } else if (strcmp(a, "--grace") == 0) {
             char *end;
             if (i + 1 >= argc)

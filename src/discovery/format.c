@@ -3,67 +3,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/json.h"
 #include "common/strbuf.h"
 #include "discovery/discovery.h"
-
-static void json_string(foehn_strbuf *b, const char *s)
-{
-    if (!s) {
-        foehn_strbuf_append(b, "null");
-        return;
-    }
-    foehn_strbuf_append(b, "\"");
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        switch (*p) {
-        case '"': foehn_strbuf_append(b, "\\\""); break;
-        case '\\': foehn_strbuf_append(b, "\\\\"); break;
-        case '\n': foehn_strbuf_append(b, "\\n"); break;
-        case '\t': foehn_strbuf_append(b, "\\t"); break;
-        case '\r': foehn_strbuf_append(b, "\\r"); break;
-        default:
-            if (*p < 0x20)
-                foehn_strbuf_appendf(b, "\\u%04x", *p);
-            else
-                foehn_strbuf_append_n(b, (const char *)p, 1);
-        }
-    }
-    foehn_strbuf_append(b, "\"");
-}
-
-static void json_int(foehn_strbuf *b, int v)
-{
-    if (v == FOEHN_UNKNOWN)
-        foehn_strbuf_append(b, "null");
-    else
-        foehn_strbuf_appendf(b, "%d", v);
-}
-
-static void json_strings(foehn_strbuf *b, char *const *v, size_t n, bool null_when_empty)
-{
-    if (!v && null_when_empty) {
-        foehn_strbuf_append(b, "null");
-        return;
-    }
-    foehn_strbuf_append(b, "[");
-    for (size_t i = 0; i < n; i++) {
-        if (i)
-            foehn_strbuf_append(b, ",");
-        json_string(b, v[i]);
-    }
-    foehn_strbuf_append(b, "]");
-}
-
-static void json_ints(foehn_strbuf *b, const int *v, size_t n)
-{
-    if (!v) {
-        foehn_strbuf_append(b, "null");
-        return;
-    }
-    foehn_strbuf_append(b, "[");
-    for (size_t i = 0; i < n; i++)
-        foehn_strbuf_appendf(b, i ? ",%d" : "%d", v[i]);
-    foehn_strbuf_append(b, "]");
-}
 
 static const char *name_or_null(const char *name)
 {
@@ -75,15 +17,15 @@ int foehn_job_to_json(const foehn_job *job, char **out)
     foehn_strbuf b;
     foehn_strbuf_init(&b);
     foehn_strbuf_append(&b, "{\"schema\":\"foehn.job/1\",\"launcher\":");
-    json_string(&b, foehn_launcher_name(job->launcher));
+    foehn_json_string(&b, foehn_launcher_name(job->launcher));
     foehn_strbuf_append(&b, ",\"launcher_variable\":");
-    json_string(&b, job->launcher_variable);
+    foehn_json_string(&b, job->launcher_variable);
     foehn_strbuf_append(&b, ",\"scheduler\":");
-    json_string(&b, foehn_scheduler_name(job->scheduler));
+    foehn_json_string(&b, foehn_scheduler_name(job->scheduler));
     foehn_strbuf_append(&b, ",\"scheduler_variable\":");
-    json_string(&b, job->scheduler_variable);
+    foehn_json_string(&b, job->scheduler_variable);
     foehn_strbuf_append(&b, ",\"job_id\":");
-    json_string(&b, job->job_id);
+    foehn_json_string(&b, job->job_id);
     const struct { const char *key; int value; } numbers[] = {
         {"rank", job->rank},           {"size", job->size},
         {"local_rank", job->local_rank}, {"local_size", job->local_size},
@@ -91,28 +33,28 @@ int foehn_job_to_json(const foehn_job *job, char **out)
     };
     for (size_t i = 0; i < sizeof numbers / sizeof numbers[0]; i++) {
         foehn_strbuf_appendf(&b, ",\"%s\":", numbers[i].key);
-        json_int(&b, numbers[i].value);
+        foehn_json_int(&b, numbers[i].value);
     }
     foehn_strbuf_append(&b, ",\"hostname\":");
-    json_string(&b, job->hostname);
+    foehn_json_string(&b, job->hostname);
     foehn_strbuf_append(&b, ",\"hosts\":");
-    json_strings(&b, job->hosts, job->nhosts, true);
+    foehn_json_strings(&b, job->hosts, job->nhosts, true);
     foehn_strbuf_append(&b, ",\"ranks_per_host\":");
-    json_ints(&b, job->ranks_per_host, job->nhosts);
+    foehn_json_ints(&b, job->ranks_per_host, job->nhosts);
     foehn_strbuf_append(&b, ",\"allocation_hosts\":");
-    json_strings(&b, job->allocation_hosts, job->allocation_nhosts, true);
+    foehn_json_strings(&b, job->allocation_hosts, job->allocation_nhosts, true);
     foehn_strbuf_append(&b, ",\"allocation_slots\":");
-    json_ints(&b, job->allocation_slots, job->allocation_nhosts);
+    foehn_json_ints(&b, job->allocation_slots, job->allocation_nhosts);
     foehn_strbuf_append(&b, ",\"gpu_vendor\":");
-    json_string(&b, name_or_null(foehn_gpu_vendor_name(job->gpu_vendor)));
+    foehn_json_string(&b, name_or_null(foehn_gpu_vendor_name(job->gpu_vendor)));
     foehn_strbuf_append(&b, ",\"gpus\":");
-    json_strings(&b, job->gpus, job->ngpus, false);
+    foehn_json_strings(&b, job->gpus, job->ngpus, false);
     foehn_strbuf_append(&b, ",\"gpu_mask_variable\":");
-    json_string(&b, job->gpu_mask_variable);
+    foehn_json_string(&b, job->gpu_mask_variable);
     foehn_strbuf_append(&b, ",\"node_gpus\":");
-    json_int(&b, job->node_gpus);
+    foehn_json_int(&b, job->node_gpus);
     foehn_strbuf_append(&b, ",\"workdir\":");
-    json_string(&b, job->workdir);
+    foehn_json_string(&b, job->workdir);
     foehn_strbuf_append(&b, "}");
     return foehn_strbuf_finish(&b, out);
 }

@@ -80,6 +80,56 @@ static void expect_error(const char *what, const char *const *env, const char *n
     foehn_job_clear(&job);
 }
 
+/* foehn_gpu_share for local_rank of local_size under sysroot `sub` with env: the
+ * assignments joined by ' ' must be `want` (NULL: an error containing `error`). */
+static void expect_share(const char *sub, const char *const *env, int local_rank, int local_size,
+                         const char *want, const char *error)
+{
+    char sysroot[2100];
+    snprintf(sysroot, sizeof sysroot, "%s/%s", root, sub);
+    foehn_discover_options opt = {.sysroot = sysroot, .hostname = "h1", .cwd = "/"};
+    foehn_job job;
+    foehn_error err;
+    CHECK_INT(foehn_job_discover(&job, (char *const *)env, &opt, &err), FOEHN_OK);
+    char **vars = NULL;
+    size_t n = 99;
+    int rc = foehn_gpu_share(&job, local_rank, local_size, &vars, &n, &err);
+    if (!want) {
+        CHECK_INT(rc, FOEHN_ERR_INVALID);
+        CHECK_CONTAINS(err.message, error);
+        CHECK(vars == NULL && n == 0);
+    } else {
+        CHECK_INT(rc, FOEHN_OK);
+        char got[512] = "";
+        for (size_t i = 0; i < n; i++)
+            snprintf(got + strlen(got), sizeof got - strlen(got), "%s%s", i ? " " : "", vars[i]);
+        CHECK_STR(got, want);
+        foehn_strv_free(vars, n);
+    }
+    foehn_job_clear(&job);
+}
+
+static void test_share(void)
+{
+    const char *none[] = {NULL};
+    /* four devices from the driver: two ranks get two each, contiguous */
+    expect_share("nv", none, 0, 2, "CUDA_VISIBLE_DEVICES=0,1", NULL);
+    expect_share("nv", none, 1, 2, "CUDA_VISIBLE_DEVICES=2,3", NULL);
+    /* never wider than the mask in force: its devices, by their names there */
+    const char *uuids[] = {"CUDA_VISIBLE_DEVICES=GPU-aa,GPU-bb,GPU-cc", NULL};
+    expect_share("nv", uuids, 2, 3, "CUDA_VISIBLE_DEVICES=GPU-cc", NULL);
+    /* fewer devices than ranks: shared round robin */
+    expect_share("nv", uuids, 4, 5, "CUDA_VISIBLE_DEVICES=GPU-bb", NULL);
+    /* AMD: HIP's mask inside ROCR's; the share goes to ROCR, HIP becomes the identity */
+    const char *amd[] = {"ROCR_VISIBLE_DEVICES=0,1", "HIP_VISIBLE_DEVICES=1", NULL};
+    expect_share("amd", amd, 0, 1, "ROCR_VISIBLE_DEVICES=1 HIP_VISIBLE_DEVICES=0", NULL);
+    expect_share("amd", none, 1, 2, "ROCR_VISIBLE_DEVICES=1", NULL);
+    expect_share("intel", none, 0, 1, "ZE_AFFINITY_MASK=0,1", NULL);
+    expect_share("empty", none, 0, 1, NULL, "sees none");
+    expect_share("nv", none, FOEHN_UNKNOWN, 4, NULL, "does not say this process's local rank");
+    expect_share("nv", none, 4, 4, NULL, "local rank 4 of 4 is out of range");
+}
+
 int main(void)
 {
     if (!mkdtemp(root)) {
@@ -147,6 +197,8 @@ int main(void)
     expect_error("bad Level Zero mask", bad_ze, "ZE_AFFINITY_MASK=\"0.x\"");
     const char *bad_hip[] = {"ROCR_VISIBLE_DEVICES=0,1", "HIP_VISIBLE_DEVICES=5", NULL};
     expect_error("HIP index beyond ROCR's devices", bad_hip, "HIP_VISIBLE_DEVICES=\"5\"");
+
+    test_share();
 
     char cmd[1100];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
