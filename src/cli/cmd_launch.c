@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "cli/args.h"
 #include "cli/cli.h"
 #include "cli/launch.h"
 #include "cli/launch_probe.h"
@@ -45,16 +46,6 @@ static int bad(const char *fmt, const char *arg)
     fprintf(stderr, "\n\n");
     usage(stderr);
     return 2;
-}
-
-static int parse_count(const char *s, int *out)
-{
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (end == s || *end || v < 1 || v > 10000000)
-        return -1;
-    *out = (int)v;
-    return 0;
 }
 
 typedef struct launch_cli {
@@ -103,7 +94,7 @@ static int parse(int argc, char **argv, launch_cli *c)
             if (i + 1 >= argc)
                 return bad("%s needs a value", a);
             const char *v = argv[++i];
-            if (count && parse_count(v, count) != 0)
+            if (count && cli_parse_count(v, 10000000, count) != 0)
                 return bad("a whole number of at least 1 is needed, not '%s'", v);
             if (text) {
                 if (!*v)
@@ -127,18 +118,10 @@ static void shell_word(foehn_strbuf *b, const char *s)
         if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./:=,@%+",
                     *p))
             plain = false;
-    if (plain) {
+    if (plain)
         foehn_strbuf_append(b, s);
-        return;
-    }
-    foehn_strbuf_append(b, "'");
-    for (const char *p = s; *p; p++) {
-        if (*p == '\'')
-            foehn_strbuf_append(b, "'\\''");
-        else
-            foehn_strbuf_append_n(b, p, 1);
-    }
-    foehn_strbuf_append(b, "'");
+    else
+        foehn_strbuf_append_quoted(b, s);
 }
 
 static char *command_line(const launch_plan *p)

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/args.h"
 #include "cli/run.h"
 
 static void usage(FILE *to)
@@ -35,17 +36,6 @@ static int bad(const char *fmt, const char *arg)
     return 2;
 }
 
-/* A whole positive int, nothing else. */
-static int parse_ranks(const char *s, int *out)
-{
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (end == s || *end || v < 1 || v > 1000000)
-        return -1;
-    *out = (int)v;
-    return 0;
-}
-
 int run_parse(int argc, char **argv, run_options *opt)
 {
     memset(opt, 0, sizeof *opt);
@@ -67,7 +57,7 @@ int run_parse(int argc, char **argv, run_options *opt)
             strcmp(a, "--n") == 0) {
             if (i + 1 >= argc)
                 return bad("%s needs a number of ranks", a);
-            if (parse_ranks(argv[++i], &opt->nranks) != 0)
+            if (cli_parse_count(argv[++i], 1000000, &opt->nranks) != 0)
                 return bad("-n takes a whole number of ranks of at least 1, not '%s'", argv[i]);
         } else if (strcmp(a, "--tag-output") == 0) {
             opt->tag_output = true;

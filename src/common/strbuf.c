@@ -79,3 +79,15 @@ void foehn_strbuf_release(foehn_strbuf *b)
     free(b->data);
     foehn_strbuf_init(b);
 }
+
+void foehn_strbuf_append_quoted(foehn_strbuf *b, const char *s)
+{
+    foehn_strbuf_append(b, "'");
+    for (const char *p = s; *p; p++) {
+        if (*p == '\'')
+            foehn_strbuf_append(b, "'\\''");
+        else
+            foehn_strbuf_append_n(b, p, 1);
+    }
+    foehn_strbuf_append(b, "'");
+}

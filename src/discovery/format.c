@@ -59,23 +59,10 @@ int foehn_job_to_json(const foehn_job *job, char **out)
     return foehn_strbuf_finish(&b, out);
 }
 
-/* Single quotes keep everything literal; a quote inside becomes '\''. */
-static void shell_quote(foehn_strbuf *b, const char *s)
-{
-    foehn_strbuf_append(b, "'");
-    for (const char *p = s; *p; p++) {
-        if (*p == '\'')
-            foehn_strbuf_append(b, "'\\''");
-        else
-            foehn_strbuf_append_n(b, p, 1);
-    }
-    foehn_strbuf_append(b, "'");
-}
-
 static void export_str(foehn_strbuf *b, const char *name, const char *value)
 {
     foehn_strbuf_appendf(b, "export %s=", name);
-    shell_quote(b, value ? value : "");
+    foehn_strbuf_append_quoted(b, value ? value : "");
     foehn_strbuf_append(b, "\n");
 }
 
@@ -112,7 +99,7 @@ int foehn_job_to_shell(const foehn_job *job, char **out)
             foehn_strbuf_append(&joined, " ");
         foehn_strbuf_append(&joined, hosts[i]);
     }
-    shell_quote(&b, joined.data ? joined.data : "");
+    foehn_strbuf_append_quoted(&b, joined.data ? joined.data : "");
     foehn_strbuf_release(&joined);
     foehn_strbuf_append(&b, "\n");
     export_str(&b, "FOEHN_HOSTLIST", hostlist ? hostlist : "");

@@ -1,0 +1,14 @@
+/* Command-line values shared by the foehn subcommands (args.h). */
+#include <stdlib.h>
+
+#include "cli/args.h"
+
+int cli_parse_count(const char *s, long max, int *out)
+{
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (end == s || *end || v < 1 || v > max)
+        return -1;
+    *out = (int)v;
+    return 0;
+}
