@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <time.h>
 
 #include "comm/coll.h"
@@ -31,11 +32,13 @@ void foehn_request_complete(foehn_engine *e, foehn_request *r, int result, const
 {
     if (r->complete)
         return;
-    r->complete = true;
     r->result = result;
     r->status.error = result;
     if (result != FOEHN_OK && message)
         r->message = strdup(message);
+    /* last, and atomically: a spinning waiter (spin_until_complete) reads it
+     * without the lock, and then everything above must be there */
+    __atomic_store_n(&r->complete, true, __ATOMIC_RELEASE);
     pthread_cond_broadcast(&e->done_cv);
 }
 
@@ -118,9 +121,30 @@ static double deadline_for(double timeout)
     return foehn_now() + (timeout < 0 ? foehn_comm_timeout() : timeout);
 }
 
+/* Under e->mu, which it drops while it spins. A message on its way completes its
+ * request within microseconds; a waiter asleep on done_cv costs a second thread
+ * wake-up after the progress thread's, the larger part of a small message's
+ * latency. So a waiter first watches the request for e->spin_us microseconds
+ * (foehn_engine_spin_us) and sleeps only after that. */
+static void spin_until_complete(foehn_engine *e, foehn_request *r)
+{
+    if (e->spin_us <= 0)
+        return;
+    pthread_mutex_unlock(&e->mu);
+    double until = foehn_now() + e->spin_us * 1e-6;
+    while (!__atomic_load_n(&r->complete, __ATOMIC_ACQUIRE) && foehn_now() < until) {
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause();
+#endif
+    }
+    pthread_mutex_lock(&e->mu);
+}
+
 int foehn_request_wait_locked(foehn_engine *e, foehn_request *r, double deadline,
                               const char *what, foehn_error *err)
 {
+    if (!r->complete)
+        spin_until_complete(e, r);
     while (!r->complete) {
         if (!sleep_until(e, deadline)) {
             char desc[256];
@@ -247,4 +271,18 @@ void foehn_request_free(foehn_request *req)
     pthread_mutex_lock(&e->mu);
     foehn_request_unref(e, req);
     pthread_mutex_unlock(&e->mu);
+}
+
+int foehn_engine_spin_us(int local_ranks)
+{
+    const char *v = getenv("FOEHN_SPIN_US");
+    if (v && *v) {
+        int n = atoi(v);
+        return n < 0 ? 0 : n > 100000 ? 100000 : n;
+    }
+    /* Spinning pays only while every rank of the node has a core of its own: on an
+     * oversubscribed node it takes the core a peer's progress thread needs. */
+    cpu_set_t set;
+    int cpus = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 1;
+    return local_ranks > 0 && local_ranks <= cpus ? 30 : 0;
 }

@@ -1729,6 +1729,7 @@ static PyObject *py_comm_init(PyObject *self, PyObject *args, PyObject *kwargs)
         return NULL;
     }
     if (engine_state == ENGINE_NEW) {
+        foehn_py_malloc_tune();
         foehn_comm *world = NULL, *me = NULL;
         foehn_error err;
         int rc;

@@ -24,4 +24,7 @@ PyObject *foehn_py_pm_type(void);
  * comm_init and the other module functions. 0, or -1 with an exception set. */
 int foehn_py_comm_add(PyObject *m);
 
+/* Sets glibc's malloc for megabyte messages (malloc_tune.c), unless told not to. */
+void foehn_py_malloc_tune(void);
+
 #endif
