@@ -840,6 +840,8 @@ class Request:
     def _of(cls, c=None, future=None, post=None) -> "Request":
         self = cls()
         self._c, self._future, self._post = c, future, post
+        if future is not None:
+            future.add_done_callback(_note_completion)
         return self
 
     def _active(self) -> bool:
@@ -859,7 +861,7 @@ class Request:
             else:
                 if not block and not self._future.done():
                     return False
-                st, value = None, self._future.result()
+                st, value = None, _finished(self._future.result())
         except _BaseException as exc:
             if self._c is not None and self._c.active:
                 raise  # the wait ran out; the operation runs on
@@ -922,26 +924,57 @@ class Request:
 
     # mpi4py's (and pympi's) class methods over lists of requests
     @classmethod
+    def _scan(cls, requests, first: bool):
+        """(indices of the complete active requests, whether any is active); with first,
+        only the first complete one."""
+        done, active = [], False
+        for i, r in enumerate(requests):
+            if r._active():
+                active = True
+                if r._poll(False):
+                    done.append(i)
+                    if first:
+                        break
+        return done, active
+
+    @staticmethod
+    def _block(requests, seen: int, delay: float) -> float:
+        """Sleeps until one of the active requests may have completed; the next delay
+        for a mix of kinds, which is polled."""
+        active = [r for r in requests if r._active()]
+        cs = [r._c for r in active]
+        if all(c is not None for c in cs):
+            _foehn.wait_any(cs)
+        elif all(r._future is not None for r in active):
+            # one condition for every future, not futures.wait: that hooks a waiter
+            # onto each future per call, O(n) each time Waitsome is called again
+            with _completion:
+                _completion.wait_for(lambda: _completions != seen)
+        else:
+            time.sleep(delay)
+            return min(delay * 2, 2e-3)
+        return delay
+
+    @classmethod
+    def _wait_done(cls, requests, first: bool):
+        """Waits until an active request is complete; (indices complete, as _scan), or
+        None when none is active. One pass over the list per wake-up."""
+        delay = 5e-5
+        while True:
+            seen = _completions  # before the scan: a completion during it is not missed
+            done, active = cls._scan(requests, first)
+            if done:
+                return done
+            if not active:
+                return None
+            delay = cls._block(requests, seen, delay)
+
+    @classmethod
     def _wait_any(cls, requests) -> int | None:
         """The index of a complete active request (waiting for one), None if none is
         active."""
-        delay = 5e-5
-        while True:
-            active = [i for i, r in enumerate(requests) if r._active()]
-            if not active:
-                return None
-            for i in active:
-                if requests[i]._poll(False):
-                    return i
-            cs = [requests[i]._c for i in active]
-            fs = [requests[i]._future for i in active]
-            if all(c is not None for c in cs):
-                _foehn.wait_any(cs)
-            elif all(f is not None for f in fs):
-                futures.wait(fs, return_when=futures.FIRST_COMPLETED)
-            else:
-                time.sleep(delay)
-                delay = min(delay * 2, 2e-3)
+        done = cls._wait_done(requests, True)
+        return None if done is None else done[0]
 
     @staticmethod
     def _statuses(statuses, n: int):
@@ -999,9 +1032,10 @@ class Request:
     def waitsome(cls, requests, statuses=None):
         """(indices, values) of the requests complete now (waiting for at least one);
         (None, None) if none is active."""
-        if cls._wait_any(requests) is None:
+        done = cls._wait_done(requests, False)
+        if done is None:
             return (None, None)
-        return cls._some(requests, statuses)
+        return (done, cls._consume_all(requests, done, cls._statuses(statuses, len(done))))
 
     @classmethod
     def _some(cls, requests, statuses):
@@ -1057,6 +1091,19 @@ class Request:
 
 
 REQUEST_NULL = Request()
+
+
+# Every future behind a Request signals here when it completes, so that a wait over
+# many requests sleeps on one condition (Request._wait_any).
+_completion = threading.Condition()
+_completions = 0
+
+
+def _note_completion(_future) -> None:
+    global _completions
+    with _completion:
+        _completions += 1
+        _completion.notify_all()
 
 
 def _done_request(value=None) -> Request:
@@ -1280,13 +1327,36 @@ def _pair(impl, name: str):
     return blocking, nonblocking
 
 
+class _Later:
+    """What a collective's C part hands back when the rest (unpickling) is better done
+    by whoever waits for it: a nonblocking collective's worker thread then never
+    needs the GIL for it, which the waiting thread (scanning its requests in
+    Waitsome) would make it queue for."""
+
+    __slots__ = ("fn", "arg")
+
+    def __init__(self, fn, arg) -> None:
+        self.fn, self.arg = fn, arg
+
+    def finish(self):
+        return self.fn(self.arg)
+
+
+def _finished(value):
+    return value.finish() if isinstance(value, _Later) else value
+
+
+def _loads_all(blobs):
+    return None if blobs is None else [_loads(b) for b in blobs]
+
+
 def _object_pair(prepare, name: str):
     """The lowercase collective `name` and its nonblocking twin `i<name>`: prepare
     (on the caller's thread: checks and pickling) returns run(c), the collective on a
     C communicator, run here on the communicator itself, or for the twin in order on
     the private duplicate's worker thread."""
     def blocking(self, *args, **kwargs):
-        return prepare(self, *args, **kwargs)(self._handle())
+        return _finished(prepare(self, *args, **kwargs)(self._handle()))
 
     def nonblocking(self, *args, **kwargs) -> Request:
         return Request._of(future=self._worker().submit(prepare(self, *args, **kwargs)))
@@ -1716,21 +1786,18 @@ class Comm:
     def _o_bcast(self, obj=None, root: int = 0):
         """The root's object to every rank (each gets its own copy)."""
         blob = _dumps(obj) if self.rank == root else None
-        return lambda c: _loads(c.bcast_blob(blob, root))
+        return lambda c: _Later(_loads, c.bcast_blob(blob, root))
 
     def _o_gather(self, sendobj, root: int = 0):
         """Every rank's object, in rank order, as a list at the root (None elsewhere)."""
         blob = _dumps(sendobj)
 
-        def run(c):
-            blobs = c.gather_blob(blob, root)
-            return None if blobs is None else [_loads(b) for b in blobs]
-        return run
+        return lambda c: _Later(_loads_all, c.gather_blob(blob, root))
 
     def _o_allgather(self, sendobj):
         """Every rank's object, in rank order, as a list on every rank."""
         blob = _dumps(sendobj)
-        return lambda c: [_loads(b) for b in c.allgather_blob(blob)]
+        return lambda c: _Later(_loads_all, c.allgather_blob(blob))
 
     def _per_rank(self, sendobj, what: str) -> list[bytes]:
         items = list(sendobj) if sendobj is not None else []
@@ -1742,12 +1809,12 @@ class Comm:
     def _o_scatter(self, sendobj=None, root: int = 0):
         """Item i of the root's sequence to rank i."""
         blobs = self._per_rank(sendobj, "scatter") if self.rank == root else None
-        return lambda c: _loads(c.scatter_blob(blobs, root))
+        return lambda c: _Later(_loads, c.scatter_blob(blobs, root))
 
     def _o_alltoall(self, sendobj):
         """Item j of rank i's sequence to rank j, as item i of its list."""
         blobs = self._per_rank(sendobj, "alltoall")
-        return lambda c: [_loads(b) for b in c.alltoall_blob(blobs)]
+        return lambda c: _Later(_loads_all, c.alltoall_blob(blobs))
 
     def _o_reduce(self, sendobj, op=SUM, root: int = 0):
         """sendobj op ... over every rank in rank order (mpi4py: Python operators for
