@@ -12,7 +12,7 @@ import inspect
 import os
 import sys
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import _foehn
 from ._job import job as _discover
@@ -173,3 +173,91 @@ def init_process_group(*args: Any, **kwargs: Any):
     group = dist.init_process_group(**given)
     phases.done(f"torch.distributed.init_process_group ({given['backend']})")
     return group
+
+
+class Setup(NamedTuple):
+    """What setup() gives a training script."""
+    rank: int
+    world_size: int
+    local_rank: int
+    device: Any  # a torch.device
+
+
+_DEVICE_KINDS = ("cuda", "xpu", "mps", "cpu")
+_BACKEND_OF = {"cuda": "nccl", "xpu": "xccl", "mps": "gloo", "cpu": "gloo"}
+
+
+def _device_kind(torch) -> str:
+    """The first accelerator torch can use here: cuda (NVIDIA and AMD's ROCm builds),
+    xpu (Intel), mps (Apple), else cpu. FOEHN_DEVICE overrides."""
+    chosen = os.environ.get("FOEHN_DEVICE", "")
+    if chosen:
+        if chosen not in _DEVICE_KINDS:
+            raise ValueError(f"foehn.pytorch.setup: FOEHN_DEVICE={chosen!r} is not one of "
+                             f"{', '.join(_DEVICE_KINDS)}")
+        return chosen
+    if torch.cuda.is_available():
+        return "cuda"
+    xpu = getattr(torch, "xpu", None)
+    if xpu is not None and xpu.is_available():
+        return "xpu"
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def _bound_device(torch, kind: str, local_rank: int):
+    """The local rank's device of that kind, made current."""
+    if kind in ("cuda", "xpu"):
+        module = getattr(torch, kind)
+        count = module.device_count()
+        if count == 0:
+            raise RuntimeError(f"foehn.pytorch.setup: device {kind} chosen, but torch sees "
+                               f"no {kind} device on this node")
+        index = local_rank % count
+        module.set_device(index)
+        return torch.device(kind, index)
+    return torch.device(kind)
+
+
+def _seed_everything(torch, seed: int) -> None:
+    import random
+    random.seed(seed)
+    try:
+        import numpy
+        numpy.random.seed(seed % 2**32)
+    except ImportError:
+        pass
+    torch.manual_seed(seed)  # every device's generator too (CUDA, XPU, MPS)
+
+
+def setup(seed: int | None = None, *, backend: str | None = None, timeout=None,
+          **kwargs: Any) -> Setup:
+    """The one call a training script needs: discovers the job, picks the device
+    (cuda, xpu, mps or cpu, the first available; FOEHN_DEVICE overrides) and binds it
+    to the local rank, picks the backend (nccl, xccl, gloo; `backend` overrides),
+    initialises the process group through init_process_group (not for a job of one,
+    nor when one exists), seeds Python's, NumPy's and torch's generators with `seed`
+    (the same on every rank) when given, and returns (rank, world_size, local_rank,
+    device). Other keyword arguments go to torch.distributed.init_process_group."""
+    import torch
+    import torch.distributed as dist
+    job = _discover()
+    if job.launcher == "torchrun" or job.launcher == "none":
+        rank, size = job.rank or 0, job.size or 1
+        local_rank = job.local_rank or 0
+    else:
+        pm = _pm_init()
+        rank, size, local_rank = pm.rank, pm.size, pm.local_rank
+    kind = _device_kind(torch)
+    device = _bound_device(torch, kind, local_rank)
+    if size > 1 and not dist.is_initialized():
+        if timeout is not None:
+            kwargs["timeout"] = timeout
+        if kind == "cuda":
+            kwargs.setdefault("device_id", device)
+        init_process_group(backend=backend or _BACKEND_OF[kind], **kwargs)
+    if seed is not None:
+        _seed_everything(torch, int(seed))
+    return Setup(rank, size, local_rank, device)

@@ -7,5 +7,7 @@ int foehn_cmd_env(int argc, char **argv);
 int foehn_cmd_run(int argc, char **argv);
 int foehn_cmd_launch(int argc, char **argv);
 int foehn_cmd_bind_gpus(int argc, char **argv);
+int foehn_cmd_venv(int argc, char **argv);
+int foehn_cmd_doctor(int argc, char **argv);
 
 #endif

@@ -16,6 +16,8 @@ static const command commands[] = {
     {"env", foehn_cmd_env, "where this process is: launcher, scheduler, ranks, hosts, GPUs"},
     {"launch", foehn_cmd_launch, "run a program across the allocation with the right srun/mpiexec/... line"},
     {"bind-gpus", foehn_cmd_bind_gpus, "run a program with this rank's share of the accelerators"},
+    {"doctor", foehn_cmd_doctor, "check what a distributed job needs here (and across its ranks)"},
+    {"venv", foehn_cmd_venv, "create or reuse <workdir>/venvs/NAME on the site's Python"},
 };
 
 static void usage(FILE *to)

@@ -84,6 +84,12 @@ void foehn_pm_finalize(foehn_pm *pm);
 int foehn_pm_acquire(foehn_pm **pm, char *const *envp, foehn_error *err);
 void foehn_pm_release(foehn_pm *pm);
 
+/* Loads the PMIx library the pmix provider would (FOEHN_LIBPMIX, else libpmix.so.2,
+ * then libpmix.so), says which and its version, and unloads it (for foehn doctor);
+ * else the provider's own error. */
+int foehn_pmix_probe(char *const *envp, char *name, size_t namelen, char *version, size_t vlen,
+                     foehn_error *err);
+
 /* A timeout of 0 or less means pm->timeout. */
 double foehn_pm_timeout(const foehn_pm *pm, double timeout);
 

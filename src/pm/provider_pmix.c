@@ -338,6 +338,20 @@ static int load_library(pmix_lib *l, char *const *envp, foehn_error *err)
                       tried);
 }
 
+int foehn_pmix_probe(char *const *envp, char *name, size_t namelen, char *version, size_t vlen,
+                     foehn_error *err)
+{
+    pmix_lib l;
+    memset(&l, 0, sizeof l);
+    int rc = load_library(&l, envp, err);
+    if (rc != FOEHN_OK)
+        return rc;
+    snprintf(name, namelen, "%s", l.name);
+    snprintf(version, vlen, "%s", l.version ? l.version : "?");
+    dlclose(l.handle);
+    return FOEHN_OK;
+}
+
 /* ---- statuses and messages ----------------------------------------------- */
 
 /* "PMIX_ERR_TIMEOUT (-24)"; buf must outlive the use. */
