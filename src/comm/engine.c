@@ -657,7 +657,7 @@ static int join(foehn_engine *e, double timeout, foehn_error *err)
     e->rank = e->pm->rank;
     e->size = e->pm->size;
     e->timeout = foehn_comm_timeout();
-    e->spin_us = foehn_engine_spin_us(e->pm->local_size > 0 ? e->pm->local_size : e->pm->size);
+    e->spin_us = foehn_engine_spin_us();
     e->hostname = strdup(e->pm->job.hostname ? e->pm->job.hostname : "?");
     e->peers = calloc((size_t)e->size, sizeof *e->peers);
     e->hosts = calloc((size_t)e->size, sizeof *e->hosts);

@@ -172,9 +172,9 @@ void foehn_request_complete(foehn_engine *e, foehn_request *r, int result, const
 void foehn_request_failf(foehn_engine *e, foehn_request *r, int result, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 void foehn_request_unref(foehn_engine *e, foehn_request *r);
-/* How long a waiter spins before it sleeps: FOEHN_SPIN_US, else 30 while the node's
- * local_ranks each have a core, 0 when they share (request.c). */
-int foehn_engine_spin_us(int local_ranks);
+/* How long a waiter watches its request before it sleeps: FOEHN_SPIN_US, else 100
+ * (request.c). */
+int foehn_engine_spin_us(void);
 /* Waits on e->done_cv until r completes or deadline passes; under e->mu. */
 int foehn_request_wait_locked(foehn_engine *e, foehn_request *r, double deadline,
                               const char *what, foehn_error *err);
