@@ -1,4 +1,5 @@
 /* Command-line values shared by the foehn subcommands (args.h). */
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "cli/args.h"
@@ -11,4 +12,14 @@ int cli_parse_count(const char *s, long max, int *out)
         return -1;
     *out = (int)v;
     return 0;
+}
+
+int cli_usage_error(const char *command, void (*usage)(FILE *to), const char *fmt,
+                    const char *arg)
+{
+    fprintf(stderr, "foehn %s: ", command);
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\n\n");
+    usage(stderr);
+    return 2;
 }

@@ -41,11 +41,7 @@ static void usage(FILE *to)
 
 static int bad(const char *fmt, const char *arg)
 {
-    fprintf(stderr, "foehn launch: ");
-    fprintf(stderr, fmt, arg);
-    fprintf(stderr, "\n\n");
-    usage(stderr);
-    return 2;
+    return cli_usage_error("launch", usage, fmt, arg);
 }
 
 typedef struct launch_cli {

@@ -29,11 +29,7 @@ static void usage(FILE *to)
 
 static int bad(const char *fmt, const char *arg)
 {
-    fprintf(stderr, "foehn run: ");
-    fprintf(stderr, fmt, arg);
-    fprintf(stderr, "\n\n");
-    usage(stderr);
-    return 2;
+    return cli_usage_error("run", usage, fmt, arg);
 }
 
 int run_parse(int argc, char **argv, run_options *opt)
