@@ -12,6 +12,7 @@
 #include "cli/doctor.h"
 #include "cli/subprocess.h"
 #include "common/json.h"
+#include "discovery/env.h"
 #include "pm/pm.h"
 
 static char *vformat(const char *fmt, va_list ap)
@@ -67,10 +68,7 @@ void doctor_check_libpmix(doctor_report *r, char *const *envp)
 {
     char name[256], version[256];
     foehn_error err;
-    bool pmix_launcher = false;
-    for (char *const *e = envp; *e; e++)
-        if (strncmp(*e, "PMIX_RANK=", 10) == 0)
-            pmix_launcher = true;
+    bool pmix_launcher = foehn_env_get(envp, "PMIX_RANK") != NULL;
     if (foehn_pmix_probe(envp, name, sizeof name, version, sizeof version, &err) == FOEHN_OK) {
         doctor_add(r, "libpmix", CHECK_OK, NULL, "%s loads: %s", name, version);
     } else if (pmix_launcher) {

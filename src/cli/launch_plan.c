@@ -9,15 +9,7 @@
 #include "cli/launch.h"
 #include "common/error.h"
 #include "common/strbuf.h"
-
-static const char *env_get(char *const *envp, const char *name)
-{
-    size_t n = strlen(name);
-    for (char *const *e = envp; e && *e; e++)
-        if (strncmp(*e, name, n) == 0 && (*e)[n] == '=')
-            return *e + n + 1;
-    return NULL;
-}
+#include "discovery/env.h"
 
 /* Appends a formatted string to v; a failed allocation latches in *rc. */
 static void pushf(foehn_strv *v, int *rc, const char *fmt, ...) FOEHN_PRINTF(3, 4);
@@ -163,10 +155,8 @@ static bool names_hosts(const launch_options *opt, const launch_plan *p)
     return opt->hostfile || (size_t)p->nhosts < p->hosts.len;
 }
 
-static void line_srun(const foehn_job *job, char *const *envp, const launch_options *opt,
-                      launch_plan *p, int *rc)
+static void line_srun(char *const *envp, const launch_options *opt, launch_plan *p, int *rc)
 {
-    (void)job;
     p->launcher = "srun";
     pushf(&p->why, rc, "launcher: srun (a Slurm allocation)");
     pushf(&p->argv, rc, "srun");
@@ -193,7 +183,7 @@ static void line_srun(const foehn_job *job, char *const *envp, const launch_opti
         pushf(&p->argv, rc, "--nodelist=%s", list);
         free(list);
     }
-    const char *mpi = env_get(envp, "SLURM_MPI_TYPE");
+    const char *mpi = foehn_env_get(envp, "SLURM_MPI_TYPE");
     if (mpi) {
         pushf(&p->why, rc, "no --mpi: SLURM_MPI_TYPE=%s chooses it", mpi);
     } else {
@@ -206,7 +196,7 @@ static void line_srun(const foehn_job *job, char *const *envp, const launch_opti
 static void line_mpiexec(char *const *envp, const launch_options *opt, const launch_facts *f,
                          launch_plan *p, int *rc, foehn_error *err)
 {
-    const char *nodefile = opt->hostfile ? opt->hostfile : env_get(envp, "PBS_NODEFILE");
+    const char *nodefile = opt->hostfile ? opt->hostfile : foehn_env_get(envp, "PBS_NODEFILE");
     char *hosts = names_hosts(opt, p) || !nodefile ? joined(&p->hosts, (size_t)p->nhosts) : NULL;
     p->launcher = "mpiexec";
     switch (f->mpiexec) {
@@ -342,7 +332,7 @@ static void line_local(const foehn_job *job, char *const *envp, const launch_opt
 {
     const char *hostfile = opt->hostfile;
     if (!hostfile && job->scheduler == FOEHN_SCHEDULER_COBALT)
-        hostfile = env_get(envp, "COBALT_NODEFILE");
+        hostfile = foehn_env_get(envp, "COBALT_NODEFILE");
     bool here_only = p->nhosts == 1 && strcmp(p->hosts.items[0], job->hostname) == 0;
     if (f->prterun || f->openmpi_mpirun) {
         p->launcher = f->prterun ? "prterun" : "mpirun";
@@ -355,8 +345,10 @@ static void line_local(const foehn_job *job, char *const *envp, const launch_opt
         pushf(&p->argv, rc, "ppr:%d:node", p->ppn);
         if (names_hosts(opt, p) || (!here_only && !hostfile)) {
             char *hosts = joined(&p->hosts, (size_t)p->nhosts);
+            if (!hosts && *rc == FOEHN_OK)
+                *rc = FOEHN_ERR_NOMEM;
             pushf(&p->argv, rc, "--host");
-            pushf(&p->argv, rc, "%s", hosts ? hosts : "");
+            pushf(&p->argv, rc, "%s", hosts);
             free(hosts);
         } else if (hostfile) {
             pushf(&p->argv, rc, "--hostfile");
@@ -413,7 +405,7 @@ int launch_plan_make(const foehn_job *job, char *const *envp, const launch_optio
     if (rc != FOEHN_OK)
         return rc;
     switch (job->scheduler) {
-    case FOEHN_SCHEDULER_SLURM: line_srun(job, envp, opt, p, &rc); break;
+    case FOEHN_SCHEDULER_SLURM: line_srun(envp, opt, p, &rc); break;
     case FOEHN_SCHEDULER_PBS: line_mpiexec(envp, opt, facts, p, &rc, err); break;
     case FOEHN_SCHEDULER_FLUX: line_flux(opt, p, &rc, err); break;
     case FOEHN_SCHEDULER_LSF: line_jsrun(opt, p, &rc, err); break;

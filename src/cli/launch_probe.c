@@ -3,11 +3,8 @@
  * query runs under a deadline (cli_run), so that a wedged launcher can never hang
  * foehn launch. */
 #include <limits.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "cli/launch_probe.h"
 #include "cli/subprocess.h"

@@ -65,6 +65,10 @@ int foehn_hosts_from_slurm(foehn_host_table *t, const char *hostlist_var, const 
 int foehn_allocation_read(const foehn_scheduler_row *row, char *const *envp, foehn_host_table *t,
                           foehn_error *err);
 
+/* The outermost visibility mask of a vendor's runtime (CUDA_VISIBLE_DEVICES,
+ * ROCR_VISIBLE_DEVICES, ZE_AFFINITY_MASK), or NULL for FOEHN_GPU_NONE. */
+const char *foehn_gpu_outer_mask(foehn_gpu_vendor vendor);
+
 /* Accelerators: fills gpu_vendor, gpus, ngpus, node_gpus, gpu_mask_variable. */
 int foehn_gpus_discover(foehn_job *job, char *const *envp, const char *sysroot, foehn_error *err);
 

@@ -152,6 +152,14 @@ static const vendor_row vendors[] = {
     {FOEHN_GPU_INTEL, {"ZE_AFFINITY_MASK"}, true, "sys/class/drm", drm_card_is_intel_gpu},
 };
 
+const char *foehn_gpu_outer_mask(foehn_gpu_vendor vendor)
+{
+    for (size_t i = 0; i < sizeof vendors / sizeof vendors[0]; i++)
+        if (vendors[i].vendor == vendor)
+            return vendors[i].masks[0];
+    return NULL;
+}
+
 /* Applies one mask on top of the devices visible so far. */
 static int apply_mask(const char *var, const char *value, bool level_zero, foehn_strv *visible,
                       foehn_error *err)

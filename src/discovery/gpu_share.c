@@ -13,18 +13,8 @@
 #include "common/error.h"
 #include "common/strbuf.h"
 #include "common/strv.h"
+#include "discovery/discovery.h"
 #include "foehn.h"
-
-/* The variable a vendor's runtime reads when nothing narrower is in force. */
-static const char *default_variable(foehn_gpu_vendor vendor)
-{
-    switch (vendor) {
-    case FOEHN_GPU_NVIDIA: return "CUDA_VISIBLE_DEVICES";
-    case FOEHN_GPU_AMD: return "ROCR_VISIBLE_DEVICES";
-    case FOEHN_GPU_INTEL: return "ZE_AFFINITY_MASK";
-    default: return NULL;
-    }
-}
 
 static int push_assignment(foehn_strv *out, const char *name, foehn_strbuf *value)
 {
@@ -74,7 +64,7 @@ int foehn_gpu_share(const foehn_job *job, int local_rank, int local_size, char *
      * job->gpus names devices as the outermost mask in force does (physical indices
      * when only HIP's is set): the share goes to ROCR_VISIBLE_DEVICES, and HIP's,
      * when it was in force, becomes the identity on top of it. */
-    const char *outer = default_variable(job->gpu_vendor);
+    const char *outer = foehn_gpu_outer_mask(job->gpu_vendor);
     bool hip_inner = job->gpu_mask_variable &&
                      strcmp(job->gpu_mask_variable, "HIP_VISIBLE_DEVICES") == 0;
     foehn_strv out;
