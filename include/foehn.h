@@ -415,7 +415,9 @@ int foehn_ialltoallv(foehn_comm *comm, const void *sendbuf, const size_t *sendby
  * gather: at the root, *outs[i]/(*outlens)[i] for each rank (arrays malloc'd, free
  * each blob and both arrays); elsewhere NULL. allgather: the same on every rank.
  * alltoall: ins[j] goes to rank j; *outs[i] came from rank i. scatter: the root's
- * ins[j] to rank j. */
+ * ins[j] to rank j.
+ * The nonblocking forms (foehn_iNAME_blob) fill the outputs when the request completes;
+ * the input blobs and the ins/inlens arrays must stay put until then. */
 int foehn_bcast_blob(foehn_comm *comm, const void *in, size_t inlen, int root, void **out,
                      size_t *outlen, foehn_error *err);
 int foehn_gather_blob(foehn_comm *comm, const void *in, size_t inlen, int root, void ***outs,
@@ -426,6 +428,17 @@ int foehn_scatter_blob(foehn_comm *comm, const void *const *ins, const size_t *i
                        int root, void **out, size_t *outlen, foehn_error *err);
 int foehn_alltoall_blob(foehn_comm *comm, const void *const *ins, const size_t *inlens,
                         void ***outs, size_t **outlens, foehn_error *err);
+int foehn_ibcast_blob(foehn_comm *comm, const void *in, size_t inlen, int root, void **out,
+                      size_t *outlen, foehn_request **req, foehn_error *err);
+int foehn_igather_blob(foehn_comm *comm, const void *in, size_t inlen, int root, void ***outs,
+                       size_t **outlens, foehn_request **req, foehn_error *err);
+int foehn_iallgather_blob(foehn_comm *comm, const void *in, size_t inlen, void ***outs,
+                          size_t **outlens, foehn_request **req, foehn_error *err);
+int foehn_iscatter_blob(foehn_comm *comm, const void *const *ins, const size_t *inlens,
+                        int root, void **out, size_t *outlen, foehn_request **req,
+                        foehn_error *err);
+int foehn_ialltoall_blob(foehn_comm *comm, const void *const *ins, const size_t *inlens,
+                         void ***outs, size_t **outlens, foehn_request **req, foehn_error *err);
 
 #ifdef __cplusplus
 }

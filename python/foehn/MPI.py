@@ -861,7 +861,7 @@ class Request:
             else:
                 if not block and not self._future.done():
                     return False
-                st, value = None, _finished(self._future.result())
+                st, value = None, self._future.result()
         except _BaseException as exc:
             if self._c is not None and self._c.active:
                 raise  # the wait ran out; the operation runs on
@@ -1327,23 +1327,24 @@ def _pair(impl, name: str):
     return blocking, nonblocking
 
 
-class _Later:
-    """What a collective's C part hands back when the rest (unpickling) is better done
-    by whoever waits for it: a nonblocking collective's worker thread then never
-    needs the GIL for it, which the waiting thread (scanning its requests in
-    Waitsome) would make it queue for."""
+class _BlobCall:
+    """An object collective the C engine runs whole on the pickles: `name` (a blob
+    collective of the C communicator) on args, then finish (unpickling) on what it
+    gives. Nonblocking, the engine's own worker runs it and the waiter unpickles:
+    no Python thread is involved."""
 
-    __slots__ = ("fn", "arg")
+    __slots__ = ("name", "args", "finish")
 
-    def __init__(self, fn, arg) -> None:
-        self.fn, self.arg = fn, arg
+    def __init__(self, name: str, args: tuple, finish) -> None:
+        self.name, self.args, self.finish = name, args, finish
 
-    def finish(self):
-        return self.fn(self.arg)
+    def __call__(self, c):
+        return self.finish(getattr(c, self.name)(*self.args))
 
-
-def _finished(value):
-    return value.finish() if isinstance(value, _Later) else value
+    def start(self, c) -> "Request":
+        finish = self.finish
+        return Request._of(c=getattr(c, "i" + self.name)(*self.args),
+                           post=lambda creq, _st: finish(creq.data()))
 
 
 def _loads_all(blobs):
@@ -1356,10 +1357,13 @@ def _object_pair(prepare, name: str):
     C communicator, run here on the communicator itself, or for the twin in order on
     the private duplicate's worker thread."""
     def blocking(self, *args, **kwargs):
-        return _finished(prepare(self, *args, **kwargs)(self._handle()))
+        return prepare(self, *args, **kwargs)(self._handle())
 
     def nonblocking(self, *args, **kwargs) -> Request:
-        return Request._of(future=self._worker().submit(prepare(self, *args, **kwargs)))
+        job = prepare(self, *args, **kwargs)
+        if isinstance(job, _BlobCall):
+            return job.start(self._handle())
+        return Request._of(future=self._worker().submit(job))
 
     for fn, fname in ((blocking, name), (nonblocking, "i" + name)):
         fn.__name__ = fn.__qualname__ = fname
@@ -1786,18 +1790,15 @@ class Comm:
     def _o_bcast(self, obj=None, root: int = 0):
         """The root's object to every rank (each gets its own copy)."""
         blob = _dumps(obj) if self.rank == root else None
-        return lambda c: _Later(_loads, c.bcast_blob(blob, root))
+        return _BlobCall("bcast_blob", (blob, root), _loads)
 
     def _o_gather(self, sendobj, root: int = 0):
         """Every rank's object, in rank order, as a list at the root (None elsewhere)."""
-        blob = _dumps(sendobj)
-
-        return lambda c: _Later(_loads_all, c.gather_blob(blob, root))
+        return _BlobCall("gather_blob", (_dumps(sendobj), root), _loads_all)
 
     def _o_allgather(self, sendobj):
         """Every rank's object, in rank order, as a list on every rank."""
-        blob = _dumps(sendobj)
-        return lambda c: _Later(_loads_all, c.allgather_blob(blob))
+        return _BlobCall("allgather_blob", (_dumps(sendobj),), _loads_all)
 
     def _per_rank(self, sendobj, what: str) -> list[bytes]:
         items = list(sendobj) if sendobj is not None else []
@@ -1809,12 +1810,11 @@ class Comm:
     def _o_scatter(self, sendobj=None, root: int = 0):
         """Item i of the root's sequence to rank i."""
         blobs = self._per_rank(sendobj, "scatter") if self.rank == root else None
-        return lambda c: _Later(_loads, c.scatter_blob(blobs, root))
+        return _BlobCall("scatter_blob", (blobs, root), _loads)
 
     def _o_alltoall(self, sendobj):
         """Item j of rank i's sequence to rank j, as item i of its list."""
-        blobs = self._per_rank(sendobj, "alltoall")
-        return lambda c: _Later(_loads_all, c.alltoall_blob(blobs))
+        return _BlobCall("alltoall_blob", (self._per_rank(sendobj, "alltoall"),), _loads_all)
 
     def _o_reduce(self, sendobj, op=SUM, root: int = 0):
         """sendobj op ... over every rank in rank order (mpi4py: Python operators for

@@ -237,8 +237,8 @@ static int dispatch(foehn_comm *comm, const coll_args *in, foehn_request **req, 
     foehn_error local;
     if (!err)
         err = &local;
+    clear_outputs(in);
     if (!req) {
-        clear_outputs(in);
         foehn_coll c;
         int rc = foehn_coll_begin(comm, in->kind, &c, err);
         return rc != FOEHN_OK ? rc : run(&c, (void *)in);
@@ -323,43 +323,25 @@ COLL_PAIR(alltoallv, (foehn_comm *comm, const void *sendbuf, const size_t *sendb
           .kind = FOEHN_COLL_ALLTOALLV, .sendbuf = sendbuf, .recvbuf = recvbuf,
           .v = {sendbytes, sdispls, recvbytes, rdispls})
 
-/* The object collectives (blocking only). */
-int foehn_bcast_blob(foehn_comm *comm, const void *in, size_t inlen, int root, void **out,
-                     size_t *outlen, foehn_error *err)
-{
-    return dispatch(comm, &(coll_args){.kind = FOEHN_COLL_BCAST_BLOB, .sendbuf = in,
-                                       .sendbytes = inlen, .root = root, .out = out,
-                                       .outlen = outlen}, NULL, err);
-}
-
-int foehn_gather_blob(foehn_comm *comm, const void *in, size_t inlen, int root, void ***outs,
-                      size_t **outlens, foehn_error *err)
-{
-    return dispatch(comm, &(coll_args){.kind = FOEHN_COLL_GATHER_BLOB, .sendbuf = in,
-                                       .sendbytes = inlen, .root = root, .outs = outs,
-                                       .outlens = outlens}, NULL, err);
-}
-
-int foehn_allgather_blob(foehn_comm *comm, const void *in, size_t inlen, void ***outs,
-                         size_t **outlens, foehn_error *err)
-{
-    return dispatch(comm, &(coll_args){.kind = FOEHN_COLL_ALLGATHER_BLOB, .sendbuf = in,
-                                       .sendbytes = inlen, .outs = outs, .outlens = outlens},
-                    NULL, err);
-}
-
-int foehn_scatter_blob(foehn_comm *comm, const void *const *ins, const size_t *inlens,
-                       int root, void **out, size_t *outlen, foehn_error *err)
-{
-    return dispatch(comm, &(coll_args){.kind = FOEHN_COLL_SCATTER_BLOB, .ins = ins,
-                                       .inlens = inlens, .root = root, .out = out,
-                                       .outlen = outlen}, NULL, err);
-}
-
-int foehn_alltoall_blob(foehn_comm *comm, const void *const *ins, const size_t *inlens,
-                        void ***outs, size_t **outlens, foehn_error *err)
-{
-    return dispatch(comm, &(coll_args){.kind = FOEHN_COLL_ALLTOALL_BLOB, .ins = ins,
-                                       .inlens = inlens, .outs = outs, .outlens = outlens},
-                    NULL, err);
-}
+/* The object collectives. Nonblocking: ins and inlens (the caller's) must stay put
+ * until the request completes, and the outputs are written when it does. */
+COLL_PAIR(bcast_blob, (foehn_comm *comm, const void *in, size_t inlen, int root, void **out,
+                       size_t *outlen),
+          .kind = FOEHN_COLL_BCAST_BLOB, .sendbuf = in, .sendbytes = inlen, .root = root,
+          .out = out, .outlen = outlen)
+COLL_PAIR(gather_blob, (foehn_comm *comm, const void *in, size_t inlen, int root, void ***outs,
+                        size_t **outlens),
+          .kind = FOEHN_COLL_GATHER_BLOB, .sendbuf = in, .sendbytes = inlen, .root = root,
+          .outs = outs, .outlens = outlens)
+COLL_PAIR(allgather_blob, (foehn_comm *comm, const void *in, size_t inlen, void ***outs,
+                           size_t **outlens),
+          .kind = FOEHN_COLL_ALLGATHER_BLOB, .sendbuf = in, .sendbytes = inlen, .outs = outs,
+          .outlens = outlens)
+COLL_PAIR(scatter_blob, (foehn_comm *comm, const void *const *ins, const size_t *inlens, int root,
+                         void **out, size_t *outlen),
+          .kind = FOEHN_COLL_SCATTER_BLOB, .ins = ins, .inlens = inlens, .root = root, .out = out,
+          .outlen = outlen)
+COLL_PAIR(alltoall_blob, (foehn_comm *comm, const void *const *ins, const size_t *inlens,
+                          void ***outs, size_t **outlens),
+          .kind = FOEHN_COLL_ALLTOALL_BLOB, .ins = ins, .inlens = inlens, .outs = outs,
+          .outlens = outlens)

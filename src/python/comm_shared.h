@@ -56,11 +56,17 @@ typedef struct py_user_op {
     PyObject *exc_type, *exc_value, *exc_tb; /* the first exception fn raised */
 } py_user_op;
 
+/* An object collective's input blobs and outputs (commblob.c). */
+typedef struct blob_io blob_io;
+void blob_io_free(blob_io *io);
+PyObject *blob_io_result(blob_io *io);
+
 typedef struct hold {
     Py_buffer views[2];
     int nviews;
     size_t *arrays;         /* counts and displacements (malloc'd), or NULL */
     py_user_op *op;         /* a user's reduction (malloc'd), or NULL */
+    blob_io *blobs;         /* an object collective's blobs (malloc'd), or NULL */
     foehn_request *req;     /* an orphan's request */
     struct hold *next;      /* the orphan list */
 } hold;
@@ -116,6 +122,8 @@ extern PyType_Spec request_spec;
 
 /* The collectives' methods of Comm (commcoll.c), NULL-terminated. */
 extern PyMethodDef foehn_py_coll_methods[];
+/* The blob collectives' methods of Comm (commblob.c), NULL-terminated. */
+extern PyMethodDef foehn_py_blob_methods[];
 
 #define METH_KW(name, doc) \
     {#name, (PyCFunction)(void (*)(void))comm_##name, METH_VARARGS | METH_KEYWORDS, doc}

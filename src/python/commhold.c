@@ -94,6 +94,8 @@ void hold_release(hold *h)
         free(h->op);
         h->op = NULL;
     }
+    blob_io_free(h->blobs);
+    h->blobs = NULL;
 }
 
 void hold_free(hold *h)

@@ -632,18 +632,22 @@ static PyMethodDef functions[] = {
     {NULL, NULL, 0, NULL},
 };
 
-/* comm_methods = comm_own_methods + foehn_py_coll_methods + the end mark. */
+/* comm_methods = comm_own_methods + foehn_py_coll_methods + foehn_py_blob_methods +
+ * the end mark. */
 static int fill_methods(void)
 {
     size_t n = 0, cap = sizeof comm_methods / sizeof comm_methods[0];
-    for (const PyMethodDef *d = comm_own_methods; d->ml_name; d++)
-        comm_methods[n++] = *d;
-    for (const PyMethodDef *d = foehn_py_coll_methods; d->ml_name; d++) {
-        if (n + 1 >= cap) {
-            PyErr_SetString(PyExc_SystemError, "foehn._foehn: Comm has more methods than room");
-            return -1;
+    const PyMethodDef *tables[] = {comm_own_methods, foehn_py_coll_methods,
+                                   foehn_py_blob_methods};
+    for (size_t t = 0; t < sizeof tables / sizeof tables[0]; t++) {
+        for (const PyMethodDef *d = tables[t]; d->ml_name; d++) {
+            if (n + 1 >= cap) {
+                PyErr_SetString(PyExc_SystemError,
+                                "foehn._foehn: Comm has more methods than room");
+                return -1;
+            }
+            comm_methods[n++] = *d;
         }
-        comm_methods[n++] = *d;
     }
     comm_methods[n] = (PyMethodDef){NULL, NULL, 0, NULL};
     return 0;

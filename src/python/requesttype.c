@@ -71,6 +71,10 @@ static PyObject *request_finish(RequestObject *self, int rc, const foehn_msg_sta
         self->data = bytes_from(data ? data : "", len);
         free(data);
         raised = self->data == NULL;
+    } else if (rc == FOEHN_OK && self->h && self->h->blobs) {
+        Py_CLEAR(self->data);
+        self->data = blob_io_result(self->h->blobs);
+        raised = self->data == NULL;
     }
     if (!raised && rc == FOEHN_OK)
         result = status_tuple(st);
@@ -248,7 +252,8 @@ static PyMethodDef request_methods[] = {
     {"cancel", request_cancel, METH_NOARGS,
      "cancel(): withdraw a receive not yet matched (anything else completes as usual)"},
     {"data", request_data, METH_NOARGS,
-     "data() -> bytes an allocating receive got (once), else None"},
+     "data() -> bytes an allocating receive got, or an object collective's result "
+     "(once), else None"},
     {NULL, NULL, 0, NULL},
 };
 

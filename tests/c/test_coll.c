@@ -643,6 +643,44 @@ static void test_blobs(const ctx *t)
             ok &= blob_ok(outs[i], outlens[i], blob_len(i + me, salt), i * 16 + me, (unsigned)salt);
         EXPECT(ok);
         free_blobs(outs, outlens, n);
+
+        /* nonblocking: all five at once, waited for in reverse; each fills its
+         * outputs when it completes */
+        SAY("%s: nonblocking blobs salt %d", t->name, salt);
+        int root = (salt + 1) % n;
+        foehn_request *reqs[5];
+        void *bout, *sout, **gouts, **aouts, **touts;
+        size_t boutlen, soutlen, *goutlens, *aoutlens, *toutlens;
+        EXPECT_OK(foehn_ibcast_blob(t->comm, me == root ? mine : NULL, me == root ? mylen : 0,
+                                    root, &bout, &boutlen, &reqs[0], &err));
+        EXPECT_OK(foehn_igather_blob(t->comm, mine, mylen, root, &gouts, &goutlens, &reqs[1],
+                                     &err));
+        EXPECT_OK(foehn_iscatter_blob(t->comm, me == root ? (const void *const *)ins : NULL,
+                                      me == root ? inlens : NULL, root, &sout, &soutlen, &reqs[2],
+                                      &err));
+        EXPECT_OK(foehn_iallgather_blob(t->comm, mine, mylen, &aouts, &aoutlens, &reqs[3], &err));
+        EXPECT_OK(foehn_ialltoall_blob(t->comm, (const void *const *)ins, inlens, &touts,
+                                       &toutlens, &reqs[4], &err));
+        for (int i = 4; i >= 0; i--) {
+            EXPECT_OK(foehn_request_wait(reqs[i], -1, NULL, &err));
+            foehn_request_free(reqs[i]);
+        }
+        EXPECT(blob_ok(bout, boutlen, blob_len(root, salt), root, (unsigned)salt));
+        EXPECT(blob_ok(sout, soutlen, blob_len(root + me, salt), root * 16 + me, (unsigned)salt));
+        ok = me == root ? gouts != NULL : gouts == NULL;
+        for (int i = 0; i < n && ok; i++) {
+            ok &= aouts && blob_ok(aouts[i], aoutlens[i], blob_len(i, salt), i, (unsigned)salt);
+            ok &= touts && blob_ok(touts[i], toutlens[i], blob_len(i + me, salt), i * 16 + me,
+                                   (unsigned)salt);
+            if (me == root)
+                ok &= blob_ok(gouts[i], goutlens[i], blob_len(i, salt), i, (unsigned)salt);
+        }
+        EXPECT(ok);
+        free(bout);
+        free(sout);
+        free_blobs(gouts, goutlens, n);
+        free_blobs(aouts, aoutlens, n);
+        free_blobs(touts, toutlens, n);
         for (int j = 0; j < n; j++)
             free(ins[j]);
         free(ins);

@@ -138,6 +138,16 @@ check("nonblocking", MPI.Request.waitall(reqs),
       [0, sum(range(size)), [rank] * size, list(range(size)) if rank == 0 else None, rank,
        list(range(size)), sum(range(size)) if rank == 0 else None, rank + 1,
        None if rank == 0 else rank, None])
+# started in one order with blocking ones between, waited for in reverse: each gets its
+# own result, and an object is taken when the call is made (changing it after is safe)
+r1 = comm.ialltoall([(rank, j) for j in range(size)])
+mid = comm.bcast("mid" if rank == 0 else None)
+r2 = comm.iallgather(rank * 10)
+snap = np.arange(4) + 7
+r3 = comm.ibcast(snap if rank == 0 else None)
+snap[:] = -1
+check("interleaved", (r3.wait().tolist(), r2.wait(), mid, r1.wait()),
+      ([7, 8, 9, 10], [10 * i for i in range(size)], "mid", [(i, rank) for i in range(size)]))
 
 # uppercase point to point
 a, b = np.arange(5, dtype="d") + rank, np.empty(5, dtype="d")
