@@ -505,6 +505,33 @@ static void peer_read(foehn_engine *e, int r)
     }
 }
 
+/* A waiter's look at the sockets (request.c): reads what has arrived from any peer,
+ * without waiting. Whoever holds e->mu may read, since every peer's receive state
+ * is under it; a waiter that reads its own message saves the wake-up of the
+ * progress thread, which then finds the socket dry. Up to 64 peers: a larger job's
+ * waiters leave the sockets to the progress thread. */
+bool foehn_engine_poll_once(foehn_engine *e)
+{
+    struct pollfd fds[64];
+    int who[64];
+    nfds_t n = 0;
+    if (e->size > 64 || e->stopping)
+        return false;
+    for (int r = 0; r < e->size; r++) {
+        foehn_peer *p = &e->peers[r];
+        if (p->fd < 0 || p->gone)
+            continue;
+        who[n] = r;
+        fds[n++] = (struct pollfd){.fd = p->fd, .events = POLLIN};
+    }
+    if (!n || poll(fds, n, 0) <= 0)
+        return false;
+    for (nfds_t i = 0; i < n; i++)
+        if (fds[i].revents & (POLLIN | POLLHUP | POLLERR))
+            peer_read(e, who[i]);
+    return true;
+}
+
 static void *progress_main(void *arg)
 {
     foehn_engine *e = arg;

@@ -161,6 +161,8 @@ int foehn_comm_init_pm(struct foehn_pm *pm, bool own_pm, foehn_comm **world, foe
 
 /* Under e->mu. */
 void foehn_engine_wake(foehn_engine *e);
+/* Reads whatever has arrived on the sockets, without waiting; whether anything had. */
+bool foehn_engine_poll_once(foehn_engine *e);
 void foehn_engine_fail(foehn_engine *e, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* The process rank's host, for messages ("?" when unknown). */

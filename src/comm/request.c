@@ -121,22 +121,26 @@ static double deadline_for(double timeout)
     return foehn_now() + (timeout < 0 ? foehn_comm_timeout() : timeout);
 }
 
-/* Under e->mu, which it drops while it spins. A message on its way completes its
+/* Under e->mu, which it drops while it yields. A message on its way completes its
  * request within microseconds; a waiter asleep on done_cv costs a second thread
  * wake-up after the progress thread's, the larger part of a small message's
- * latency. So a waiter first watches the request for e->spin_us microseconds
- * (foehn_engine_spin_us) and sleeps only after that. It yields the core while it
- * watches: on a node with more threads than cores the progress thread that will
- * complete the request (its own, or a peer's) may be waiting for this very core. */
+ * latency. So a waiter first watches for e->spin_us microseconds
+ * (foehn_engine_spin_us) and sleeps only after that; while it watches it reads the
+ * sockets itself (foehn_engine_poll_once), so that its message needs no thread to
+ * wake at all. It yields the core between looks: on a node with more threads than
+ * cores the peer that will answer may be waiting for this very core. */
 static void spin_until_complete(foehn_engine *e, foehn_request *r)
 {
     if (e->spin_us <= 0)
         return;
-    pthread_mutex_unlock(&e->mu);
     double until = foehn_now() + e->spin_us * 1e-6;
-    while (!__atomic_load_n(&r->complete, __ATOMIC_ACQUIRE) && foehn_now() < until)
+    while (!r->complete && foehn_now() < until) {
+        if (foehn_engine_poll_once(e))
+            continue;
+        pthread_mutex_unlock(&e->mu);
         sched_yield();
-    pthread_mutex_lock(&e->mu);
+        pthread_mutex_lock(&e->mu);
+    }
 }
 
 int foehn_request_wait_locked(foehn_engine *e, foehn_request *r, double deadline,
