@@ -317,6 +317,10 @@ int foehn_request_test(foehn_request *req, int *done, foehn_msg_status *status, 
  * *index is the first complete one, or -1 when all are NULL. */
 int foehn_request_wait_any(foehn_request *const *reqs, size_t n, double timeout, size_t *index,
                            foehn_error *err);
+/* Waits as wait_any, then says which are complete: done[i] = 1 for each (n entries),
+ * *count of them (0 when all are NULL). */
+int foehn_request_wait_some(foehn_request *const *reqs, size_t n, double timeout,
+                            unsigned char *done, size_t *count, foehn_error *err);
 /* A receive not yet matched is withdrawn (status.cancelled = 1); anything else
  * cannot be and completes as usual. Never blocks. */
 void foehn_request_cancel(foehn_request *req);
@@ -439,6 +443,23 @@ int foehn_iscatter_blob(foehn_comm *comm, const void *const *ins, const size_t *
                         foehn_error *err);
 int foehn_ialltoall_blob(foehn_comm *comm, const void *const *ins, const size_t *inlens,
                          void ***outs, size_t **outlens, foehn_request **req, foehn_error *err);
+
+/* Alltoall of objects in pieces: an object is a list of pieces (a pickle and the
+ * buffers it refers to out of band, pickle protocol 5) that travel each from where
+ * it lies, never copied into one blob. ins[j] goes to rank j; *outs (comm size
+ * entries) holds, at i, what rank i sent, as the same pieces, each malloc'd (empty
+ * ones NULL); free it with foehn_pieces_free(*outs, size). Nonblocking: the pieces
+ * and ins must stay put, and *outs is filled, when the request completes. */
+typedef struct foehn_pieces {
+    size_t n;                 /* pieces */
+    const void **data;        /* each piece's bytes */
+    size_t *lens;             /* and length */
+} foehn_pieces;
+int foehn_alltoall_pieces(foehn_comm *comm, const foehn_pieces *ins, foehn_pieces **outs,
+                          foehn_error *err);
+int foehn_ialltoall_pieces(foehn_comm *comm, const foehn_pieces *ins, foehn_pieces **outs,
+                           foehn_request **req, foehn_error *err);
+void foehn_pieces_free(foehn_pieces *objs, size_t count);
 
 #ifdef __cplusplus
 }

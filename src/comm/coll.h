@@ -43,6 +43,7 @@ typedef enum foehn_coll_kind {
     FOEHN_COLL_ALLGATHER_BLOB,
     FOEHN_COLL_SCATTER_BLOB,
     FOEHN_COLL_ALLTOALL_BLOB,
+    FOEHN_COLL_ALLTOALL_PIECES,
     FOEHN_COLL_COMM_CREATE,    /* Dup and Split agreeing on a context */
     FOEHN_COLL_KIND_COUNT
 } foehn_coll_kind;

@@ -27,6 +27,9 @@ typedef struct coll_args {
     const size_t *inlens;
     void **out, ***outs;
     size_t *outlen, **outlens;
+    /* objects in pieces */
+    const foehn_pieces *pins;
+    foehn_pieces **pouts;
 } coll_args;
 
 enum { SBYTES, SDISPLS, RBYTES, RDISPLS };
@@ -132,6 +135,21 @@ static int null_buffers(foehn_coll *c, const coll_args *a)
     return FOEHN_OK;
 }
 
+static int check_pieces(foehn_coll *c, const coll_args *a)
+{
+    if (!a->pins || !a->pouts)
+        return invalid(c, "the objects or the output pointer is NULL");
+    for (int j = 0; j < c->size; j++) {
+        const foehn_pieces *o = &a->pins[j];
+        if (o->n && (!o->data || !o->lens))
+            return invalid(c, "an object's array of pieces or of their lengths is NULL");
+        for (size_t k = 0; k < o->n; k++)
+            if (o->lens[k] && !o->data[k])
+                return invalid(c, "a piece is NULL where data should be");
+    }
+    return FOEHN_OK;
+}
+
 static int check(foehn_coll *c, const coll_args *a)
 {
     unsigned flags = kind_flags[a->kind];
@@ -150,6 +168,8 @@ static int check(foehn_coll *c, const coll_args *a)
     if ((a->kind == FOEHN_COLL_ALLTOALL_BLOB || (a->kind == FOEHN_COLL_SCATTER_BLOB && root_here)) &&
         (!a->ins || !a->inlens))
         return invalid(c, "the array of blobs or of their lengths is NULL");
+    if (a->kind == FOEHN_COLL_ALLTOALL_PIECES)
+        return check_pieces(c, a);
     if ((flags & REDUCES) && a->count && (!a->sendbuf || (!a->recvbuf && root_here)))
         return invalid(c, "a buffer is NULL");
     if (flags & REDUCES)
@@ -169,6 +189,8 @@ static void clear_outputs(const coll_args *a)
         *a->outs = NULL;
     if (a->outlens)
         *a->outlens = NULL;
+    if (a->pouts)
+        *a->pouts = NULL;
 }
 
 static int run(foehn_coll *c, void *p)
@@ -219,6 +241,8 @@ static int run(foehn_coll *c, void *p)
         return foehn_alg_scatter_blob(c, a->ins, a->inlens, a->root, a->out, a->outlen);
     case FOEHN_COLL_ALLTOALL_BLOB:
         return foehn_alg_alltoall_blob(c, a->ins, a->inlens, a->outs, a->outlens);
+    case FOEHN_COLL_ALLTOALL_PIECES:
+        return foehn_alg_alltoall_pieces(c, a->pins, a->pouts);
     default:
         return invalid(c, "unknown collective");
     }
@@ -345,3 +369,5 @@ COLL_PAIR(alltoall_blob, (foehn_comm *comm, const void *const *ins, const size_t
                           void ***outs, size_t **outlens),
           .kind = FOEHN_COLL_ALLTOALL_BLOB, .ins = ins, .inlens = inlens, .outs = outs,
           .outlens = outlens)
+COLL_PAIR(alltoall_pieces, (foehn_comm *comm, const foehn_pieces *ins, foehn_pieces **outs),
+          .kind = FOEHN_COLL_ALLTOALL_PIECES, .pins = ins, .pouts = outs)

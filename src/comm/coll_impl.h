@@ -155,5 +155,6 @@ int foehn_alg_scatter_blob(foehn_coll *c, const void *const *ins, const size_t *
                            int root, void **out, size_t *outlen);
 int foehn_alg_alltoall_blob(foehn_coll *c, const void *const *ins, const size_t *inlens,
                             void ***outs, size_t **outlens);
+int foehn_alg_alltoall_pieces(foehn_coll *c, const foehn_pieces *ins, foehn_pieces **outs);
 
 #endif

@@ -48,6 +48,7 @@ static const char *const kind_names[FOEHN_COLL_KIND_COUNT] = {
     [FOEHN_COLL_ALLGATHER_BLOB] = "allgather (objects)",
     [FOEHN_COLL_SCATTER_BLOB] = "scatter (objects)",
     [FOEHN_COLL_ALLTOALL_BLOB] = "alltoall (objects)",
+    [FOEHN_COLL_ALLTOALL_PIECES] = "alltoall (objects in pieces)",
     [FOEHN_COLL_COMM_CREATE] = "communicator creation (Dup/Split)",
 };
 

@@ -60,6 +60,12 @@ typedef struct py_user_op {
 typedef struct blob_io blob_io;
 void blob_io_free(blob_io *io);
 PyObject *blob_io_result(blob_io *io);
+typedef struct pieces_io pieces_io;
+/* A Piece owning data (malloc'd; freed here on failure), piecetype.c. */
+PyObject *piece_adopt(void *data, size_t len);
+int foehn_py_piece_add(PyObject *m);
+void pieces_io_free(pieces_io *io);
+PyObject *pieces_io_result(pieces_io *io);
 
 typedef struct hold {
     Py_buffer views[2];
@@ -67,6 +73,7 @@ typedef struct hold {
     size_t *arrays;         /* counts and displacements (malloc'd), or NULL */
     py_user_op *op;         /* a user's reduction (malloc'd), or NULL */
     blob_io *blobs;         /* an object collective's blobs (malloc'd), or NULL */
+    pieces_io *pieces;      /* or an alltoall's objects in pieces */
     foehn_request *req;     /* an orphan's request */
     struct hold *next;      /* the orphan list */
 } hold;

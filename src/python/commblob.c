@@ -194,6 +194,156 @@ static PyObject *blob_call(PyObject *obj, PyObject *args, int kind, int nonblock
     return result;
 }
 
+/* ---- alltoall in pieces ---- */
+
+struct pieces_io {
+    int n;                  /* ranks */
+    foehn_pieces *ins;      /* one object per rank, its pieces views[] */
+    Py_buffer *views;
+    int nviews;
+    foehn_pieces *outs;     /* what the engine fills */
+};
+
+void pieces_io_free(pieces_io *io)
+{
+    if (!io)
+        return;
+    for (int i = 0; i < io->nviews; i++)
+        PyBuffer_Release(&io->views[i]);
+    for (int j = 0; io->ins && j < io->n; j++) {
+        free((void *)io->ins[j].data);
+        free(io->ins[j].lens);
+    }
+    free(io->ins);
+    free(io->views);
+    foehn_pieces_free(io->outs, (size_t)io->n);
+    free(io);
+}
+
+/* objs: one sequence of bytes-like pieces per rank. */
+static int pieces_io_take(pieces_io *io, PyObject *objs_o)
+{
+    PyObject *objs = list_of(objs_o, io->n, "objects");
+    if (!objs)
+        return -1;
+    PyObject **lists = calloc((size_t)io->n, sizeof *lists);
+    io->ins = calloc((size_t)io->n, sizeof *io->ins);
+    Py_ssize_t total = 0;
+    int rc = lists && io->ins ? 0 : (PyErr_NoMemory(), -1);
+    for (int j = 0; rc == 0 && j < io->n; j++) {
+        lists[j] = PySequence_List(PyList_GetItem(objs, j));
+        rc = lists[j] ? 0 : -1;
+        if (rc == 0) {
+            Py_ssize_t k = PyList_Size(lists[j]);
+            total += k;
+            io->ins[j].n = (size_t)k;
+            io->ins[j].data = calloc((size_t)k + 1, sizeof *io->ins[j].data);
+            io->ins[j].lens = calloc((size_t)k + 1, sizeof *io->ins[j].lens);
+            if (!io->ins[j].data || !io->ins[j].lens)
+                rc = (PyErr_NoMemory(), -1);
+        }
+    }
+    if (rc == 0 && !(io->views = calloc((size_t)total + 1, sizeof *io->views)))
+        rc = (PyErr_NoMemory(), -1);
+    for (int j = 0; rc == 0 && j < io->n; j++) {
+        for (size_t k = 0; rc == 0 && k < io->ins[j].n; k++) {
+            Py_buffer *v = &io->views[io->nviews];
+            rc = PyObject_GetBuffer(PyList_GetItem(lists[j], (Py_ssize_t)k), v, PyBUF_SIMPLE);
+            if (rc == 0) {
+                io->nviews++;
+                io->ins[j].data[k] = v->buf;
+                io->ins[j].lens[k] = (size_t)v->len;
+            }
+        }
+    }
+    for (int j = 0; lists && j < io->n; j++)
+        Py_XDECREF(lists[j]);
+    free(lists);
+    Py_DECREF(objs);
+    return rc;
+}
+
+/* [[pieces from rank 0], [pieces from rank 1], ...]; the outputs are let go. */
+PyObject *pieces_io_result(pieces_io *io)
+{
+    if (!io->outs) {
+        PyErr_SetString(foehn_py_state.error, "the alltoall returned nothing");
+        return NULL;
+    }
+    PyObject *all = PyList_New(io->n);
+    for (int i = 0; all && i < io->n; i++) {
+        foehn_pieces *o = &io->outs[i];
+        PyObject *list = PyList_New((Py_ssize_t)o->n);
+        for (size_t k = 0; list && k < o->n; k++) {
+            /* the pickle as bytes; the buffers as Pieces, handed over uncopied */
+            PyObject *b = k == 0 ? bytes_from(o->data[k] ? o->data[k] : "", o->lens[k])
+                                 : piece_adopt((void *)o->data[k], o->lens[k]);
+            if (k)
+                o->data[k] = NULL;
+            if (b)
+                PyList_SetItem(list, (Py_ssize_t)k, b);
+            else
+                Py_CLEAR(list);
+        }
+        if (list)
+            PyList_SetItem(all, i, list);
+        else
+            Py_CLEAR(all);
+    }
+    foehn_pieces_free(io->outs, (size_t)io->n);
+    io->outs = NULL;
+    return all;
+}
+
+static PyObject *pieces_call(PyObject *obj, PyObject *objs_o, int nonblocking)
+{
+    foehn_comm *c = live_comm(obj);
+    if (!c)
+        return NULL;
+    pieces_io *io = calloc(1, sizeof *io);
+    hold *h = nonblocking ? calloc(1, sizeof *h) : NULL;
+    if (!io || (nonblocking && !h)) {
+        free(io);
+        free(h);
+        return PyErr_NoMemory();
+    }
+    io->n = foehn_comm_size(c);
+    if (pieces_io_take(io, objs_o) < 0) {
+        pieces_io_free(io);
+        free(h);
+        return NULL;
+    }
+    foehn_request *req = NULL;
+    foehn_error err;
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = nonblocking ? foehn_ialltoall_pieces(c, io->ins, &io->outs, &req, &err)
+                     : foehn_alltoall_pieces(c, io->ins, &io->outs, &err);
+    Py_END_ALLOW_THREADS
+    if (rc != FOEHN_OK) {
+        pieces_io_free(io);
+        free(h);
+        return comm_raise(rc, &err);
+    }
+    if (nonblocking) {
+        h->pieces = io;
+        return request_new(req, h, 0);
+    }
+    PyObject *result = pieces_io_result(io);
+    pieces_io_free(io);
+    return result;
+}
+
+static PyObject *comm_alltoall_pieces(PyObject *obj, PyObject *objs)
+{
+    return pieces_call(obj, objs, 0);
+}
+
+static PyObject *comm_ialltoall_pieces(PyObject *obj, PyObject *objs)
+{
+    return pieces_call(obj, objs, 1);
+}
+
 #define BLOB_PAIR(name, kind)                                       \
     static PyObject *comm_##name##_blob(PyObject *obj, PyObject *args)  \
     {                                                               \
@@ -224,5 +374,9 @@ PyMethodDef foehn_py_blob_methods[] = {
     METH_ARGS(iscatter_blob, "iscatter_blob(blobs or None, root) -> Request"),
     METH_ARGS(alltoall_blob, "alltoall_blob(blobs) -> list of bytes" NB_DOC),
     METH_ARGS(ialltoall_blob, "ialltoall_blob(blobs) -> Request"),
+    {"alltoall_pieces", comm_alltoall_pieces, METH_O,
+     "alltoall_pieces(objects) -> list: objects[j] (a sequence of bytes-like pieces) goes to "
+     "rank j; item i is rank i's, as [bytes, Piece, ...]" NB_DOC},
+    {"ialltoall_pieces", comm_ialltoall_pieces, METH_O, "ialltoall_pieces(objects) -> Request"},
     {NULL, NULL, 0, NULL},
 };

@@ -96,6 +96,8 @@ void hold_release(hold *h)
     }
     blob_io_free(h->blobs);
     h->blobs = NULL;
+    pieces_io_free(h->pieces);
+    h->pieces = NULL;
 }
 
 void hold_free(hold *h)

@@ -495,9 +495,10 @@ static PyObject *py_wtime(PyObject *self, PyObject *unused)
 }
 
 /* wait_any(requests, timeout=None) -> index of a complete one, -1 when none is active */
-static PyObject *py_wait_any(PyObject *self, PyObject *args, PyObject *kwargs)
+/* wait_any and wait_some: wait until one of the requests is complete; the index of
+ * one (-1: none active), or with all the indices of every complete one ([] : none). */
+static PyObject *wait_for_requests(PyObject *args, PyObject *kwargs, int all)
 {
-    (void)self;
     static char *kwlist[] = {"requests", "timeout", NULL};
     PyObject *reqs_o, *timeout_o = Py_None;
     double timeout;
@@ -532,18 +533,51 @@ static PyObject *py_wait_any(PyObject *self, PyObject *args, PyObject *kwargs)
     size_t index = 0;
     foehn_error err;
     int rc;
+    unsigned char *done = all ? calloc((size_t)n + 1, 1) : NULL;
     /* seq keeps every Request (so every foehn_request) alive meanwhile */
     Py_BEGIN_ALLOW_THREADS
-    rc = foehn_request_wait_any((foehn_request *const *)reqs, (size_t)n, timeout, &index, &err);
+    size_t count = 0;
+    if (done)
+        rc = foehn_request_wait_some((foehn_request *const *)reqs, (size_t)n, timeout, done,
+                                     &count, &err);
+    else
+        rc = foehn_request_wait_any((foehn_request *const *)reqs, (size_t)n, timeout, &index,
+                                    &err);
+    index = done && !count ? (size_t)-1 : index;
     Py_END_ALLOW_THREADS
     for (Py_ssize_t i = 0; i < n; i++)
         if (reqs[i])
             request_leave((RequestObject *)PyList_GetItem(seq, i));
     free(reqs);
     Py_DECREF(seq);
+    PyObject *result = NULL;
     if (rc != FOEHN_OK)
-        return comm_raise(rc, &err);
-    return PyLong_FromSsize_t(index == (size_t)-1 ? -1 : (Py_ssize_t)index);
+        comm_raise(rc, &err);
+    else if (!all)
+        result = PyLong_FromSsize_t(index == (size_t)-1 ? -1 : (Py_ssize_t)index);
+    else if (!done)
+        PyErr_NoMemory();
+    else if ((result = PyList_New(0)) != NULL)
+        for (Py_ssize_t i = 0; i < n && index != (size_t)-1 && result; i++) {
+            PyObject *k = done[i] ? PyLong_FromSsize_t(i) : NULL;
+            if (done[i] && (!k || PyList_Append(result, k) < 0))
+                Py_CLEAR(result);
+            Py_XDECREF(k);
+        }
+    free(done);
+    return result;
+}
+
+static PyObject *py_wait_any(PyObject *self, PyObject *args, PyObject *kwargs)
+{
+    (void)self;
+    return wait_for_requests(args, kwargs, 0);
+}
+
+static PyObject *py_wait_some(PyObject *self, PyObject *args, PyObject *kwargs)
+{
+    (void)self;
+    return wait_for_requests(args, kwargs, 1);
 }
 
 static PyObject *py_dtype_size(PyObject *self, PyObject *args)
@@ -623,6 +657,9 @@ static PyMethodDef functions[] = {
     {"wtime", py_wtime, METH_NOARGS, "wtime() -> seconds on the monotonic clock"},
     {"wait_any", (PyCFunction)(void (*)(void))py_wait_any, METH_VARARGS | METH_KEYWORDS,
      "wait_any(requests, timeout=None) -> index of a complete request (-1: none active)"},
+    {"wait_some", (PyCFunction)(void (*)(void))py_wait_some, METH_VARARGS | METH_KEYWORDS,
+     "wait_some(requests, timeout=None) -> indices of every complete request, once one is "
+     "([]: none active)"},
     {"dtype_size", py_dtype_size, METH_VARARGS, "dtype_size(dtype) -> bytes per element"},
     {"reduce_local", py_reduce_local, METH_VARARGS,
      "reduce_local(inbuf, inoutbuf, count, dtype, op): inoutbuf = inbuf op inoutbuf"},
@@ -671,7 +708,7 @@ int foehn_py_comm_add(PyObject *m)
         Py_DECREF(request_type);
         return -1;
     }
-    if (PyModule_AddFunctions(m, functions) < 0)
+    if (foehn_py_piece_add(m) < 0 || PyModule_AddFunctions(m, functions) < 0)
         return -1;
     static const struct { const char *name; int value; } constants[] = {
         {"ANY_SOURCE", FOEHN_ANY_SOURCE}, {"ANY_TAG", FOEHN_ANY_TAG},

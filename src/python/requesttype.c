@@ -75,6 +75,10 @@ static PyObject *request_finish(RequestObject *self, int rc, const foehn_msg_sta
         Py_CLEAR(self->data);
         self->data = blob_io_result(self->h->blobs);
         raised = self->data == NULL;
+    } else if (rc == FOEHN_OK && self->h && self->h->pieces) {
+        Py_CLEAR(self->data);
+        self->data = pieces_io_result(self->h->pieces);
+        raised = self->data == NULL;
     }
     if (!raised && rc == FOEHN_OK)
         result = status_tuple(st);

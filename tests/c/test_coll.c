@@ -689,6 +689,92 @@ static void test_blobs(const ctx *t)
     }
 }
 
+/* ---- objects in pieces ------------------------------------------------------- */
+
+/* Rank `from`'s object for rank `to`: 0 to 3 pieces, piece 0 small (in the table) or
+ * not, an empty piece, and a large one (single copy). */
+static size_t piece_count(int from, int to, int salt)
+{
+    return (size_t)((from + 2 * to + salt) % 4);
+}
+
+static size_t piece_len(int from, int to, int salt, size_t k)
+{
+    static const size_t lens[] = {100, 0, 300000, 5000, 1, 70000};
+    return lens[((size_t)(from + to + salt) + k) % 6];
+}
+
+static unsigned piece_salt(int from, int to, size_t k)
+{
+    return (unsigned)(from * 64 + to * 8 + (int)k);
+}
+
+static int pieces_ok(const foehn_pieces *got, int from, int to, int salt)
+{
+    if (got->n != piece_count(from, to, salt))
+        return 0;
+    for (size_t k = 0; k < got->n; k++) {
+        size_t len = piece_len(from, to, salt, k);
+        if (got->lens[k] != len || (len && !got->data[k]) ||
+            !filled(got->data[k], len, from, piece_salt(from, to, k)))
+            return 0;
+    }
+    return 1;
+}
+
+static void test_pieces(const ctx *t)
+{
+    int n = t->size, me = t->rank;
+    for (int salt = 0; salt < 4; salt++) {
+        foehn_pieces *ins = xmalloc((size_t)n * sizeof *ins);
+        for (int j = 0; j < n; j++) {
+            size_t k = piece_count(me, j, salt);
+            ins[j].n = k;
+            ins[j].data = xmalloc((k + 1) * sizeof *ins[j].data);
+            ins[j].lens = xmalloc((k + 1) * sizeof *ins[j].lens);
+            for (size_t i = 0; i < k; i++) {
+                size_t len = piece_len(me, j, salt, i);
+                unsigned char *p = len ? xmalloc(len) : NULL;
+                fill(p, len, me, piece_salt(me, j, i));
+                ins[j].data[i] = p;
+                ins[j].lens[i] = len;
+            }
+        }
+        int nonblocking = salt % 2;
+        SAY("%s: alltoall in pieces salt %d%s", t->name, salt, nonblocking ? " (nonblocking)" : "");
+        foehn_pieces *outs = (foehn_pieces *)1;
+        if (nonblocking) {
+            foehn_request *req = NULL;
+            EXPECT_OK(foehn_ialltoall_pieces(t->comm, ins, &outs, &req, &err));
+            EXPECT_OK(foehn_request_wait(req, -1, NULL, &err));
+            foehn_request_free(req);
+        } else {
+            EXPECT_OK(foehn_alltoall_pieces(t->comm, ins, &outs, &err));
+        }
+        int ok = outs != NULL;
+        for (int i = 0; i < n && ok; i++)
+            ok &= pieces_ok(&outs[i], i, me, salt);
+        EXPECT(ok);
+        foehn_pieces_free(outs, (size_t)n);
+        for (int j = 0; j < n; j++) {
+            for (size_t i = 0; i < ins[j].n; i++)
+                free((void *)ins[j].data[i]);
+            free((void *)ins[j].data);
+            free(ins[j].lens);
+        }
+        free(ins);
+    }
+    SAY("%s: alltoall in pieces, a piece NULL", t->name);
+    foehn_pieces *bad = xmalloc((size_t)n * sizeof *bad), *outs = NULL;
+    const void *none[1] = {NULL};
+    size_t len[1] = {8};
+    for (int j = 0; j < n; j++)
+        bad[j] = (foehn_pieces){1, none, len};
+    EXPECT_RC(foehn_alltoall_pieces(t->comm, bad, &outs, &err), FOEHN_ERR_INVALID);
+    EXPECT(outs == NULL);
+    free(bad);
+}
+
 /* ---- nonblocking ------------------------------------------------------------- */
 
 static void test_nonblocking(const ctx *t)
@@ -797,6 +883,7 @@ static void suite(const ctx *t)
     test_alltoall(t);
     test_vectors(t);
     test_blobs(t);
+    test_pieces(t);
     test_nonblocking(t);
     test_invalid(t);
 }

@@ -138,6 +138,22 @@ check("nonblocking", MPI.Request.waitall(reqs),
       [0, sum(range(size)), [rank] * size, list(range(size)) if rank == 0 else None, rank,
        list(range(size)), sum(range(size)) if rank == 0 else None, rank + 1,
        None if rank == 0 else rank, None])
+# alltoall sends large buffers out of band (pickle protocol 5), from their memory: the
+# arrays come back equal and writable, contiguous or not, inside other objects too
+big = [np.full((300, 100), rank * 100 + j, dtype=np.float64) for j in range(size)]
+big[0] = big[0][:, ::2]
+for how, got in (("alltoall", comm.alltoall([{"a": b, "j": j} for j, b in enumerate(big)])),
+                 ("ialltoall", comm.ialltoall([{"a": b, "j": j}
+                                               for j, b in enumerate(big)]).wait())):
+    want = [np.full((300, 50 if rank == 0 else 100), i * 100 + rank, dtype=np.float64)
+            for i in range(size)]
+    check(how + " of arrays", [(g["j"], g["a"].shape, bool(g["a"].flags.writeable),
+                                bool(np.array_equal(g["a"], w))) for g, w in zip(got, want)],
+          [(rank, w.shape, True, True) for w in want])
+    got[-1]["a"][:] = -1
+check("alltoall of bytearrays", comm.alltoall([bytearray([rank, j]) * 40000
+                                               for j in range(size)]),
+      [bytearray([i, rank]) * 40000 for i in range(size)])
 # started in one order with blocking ones between, waited for in reverse: each gets its
 # own result, and an object is taken when the call is made (changing it after is safe)
 r1 = comm.ialltoall([(rank, j) for j in range(size)])
