@@ -150,6 +150,25 @@ PyObject *blob_io_result(blob_io *io)
     return list;
 }
 
+/* The end of an object collective (one of blobs, pieces): a Request that holds it
+ * (nonblocking: h), the result, or the failure; what no Request took is freed. */
+static PyObject *object_call_done(int rc, const foehn_error *err, hold *h, foehn_request *req,
+                                  blob_io *blobs, pieces_io *pieces)
+{
+    if (rc == FOEHN_OK && h) {
+        h->blobs = blobs;
+        h->pieces = pieces;
+        return request_new(req, h, 0);
+    }
+    PyObject *result = rc != FOEHN_OK ? comm_raise(rc, err)
+                     : blobs          ? blob_io_result(blobs)
+                                      : pieces_io_result(pieces);
+    blob_io_free(blobs);
+    pieces_io_free(pieces);
+    free(h);
+    return result;
+}
+
 static PyObject *blob_call(PyObject *obj, PyObject *args, int kind, int nonblocking)
 {
     PyObject *data_o;
@@ -180,18 +199,7 @@ static PyObject *blob_call(PyObject *obj, PyObject *args, int kind, int nonblock
     Py_BEGIN_ALLOW_THREADS
     rc = blob_io_run(io, c, nonblocking ? &req : NULL, &err);
     Py_END_ALLOW_THREADS
-    if (rc != FOEHN_OK) {
-        blob_io_free(io);
-        free(h);
-        return comm_raise(rc, &err);
-    }
-    if (nonblocking) {
-        h->blobs = io;
-        return request_new(req, h, 0);
-    }
-    PyObject *result = blob_io_result(io);
-    blob_io_free(io);
-    return result;
+    return object_call_done(rc, &err, h, req, io, NULL);
 }
 
 /* ---- alltoall in pieces ---- */
@@ -320,18 +328,7 @@ static PyObject *pieces_call(PyObject *obj, PyObject *objs_o, int nonblocking)
     rc = nonblocking ? foehn_ialltoall_pieces(c, io->ins, &io->outs, &req, &err)
                      : foehn_alltoall_pieces(c, io->ins, &io->outs, &err);
     Py_END_ALLOW_THREADS
-    if (rc != FOEHN_OK) {
-        pieces_io_free(io);
-        free(h);
-        return comm_raise(rc, &err);
-    }
-    if (nonblocking) {
-        h->pieces = io;
-        return request_new(req, h, 0);
-    }
-    PyObject *result = pieces_io_result(io);
-    pieces_io_free(io);
-    return result;
+    return object_call_done(rc, &err, h, req, NULL, io);
 }
 
 static PyObject *comm_alltoall_pieces(PyObject *obj, PyObject *objs)
