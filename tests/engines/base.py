@@ -63,6 +63,24 @@ class Result:
         return self
 
 
+# torch 2.13's gloo now and then aborts a rank at process exit, after the job did all
+# its work ("terminate called without an active exception", SIGABRT in torch's own
+# teardown; seen under torchrun too, where Foehn only hands over to env://).
+TORCH_TEARDOWN_ABORT = "terminate called without an active exception"
+
+
+def again_if_torch_aborted_at_exit(launch, finished, what: str):
+    """Runs launch(); when the job finished its work (finished(result)) and then a rank
+    aborted in torch's teardown, runs it once more and says so. Such a run is never
+    passed as it is."""
+    result = launch()
+    if result.returncode != 0 and TORCH_TEARDOWN_ABORT in result.stderr and finished(result):
+        sys.stderr.write(f"{what}: torch aborted in its teardown after the job finished; "
+                         "running it once more\n" + result.stderr[-2000:])
+        result = launch()
+    return result
+
+
 def run(argv: list[str], *, env: dict | None = None, timeout: float = 120,
         cwd: str | os.PathLike | None = None) -> Result:
     """Run a launcher command to completion, never longer than `timeout` seconds.

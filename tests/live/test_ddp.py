@@ -7,33 +7,25 @@ import sys
 
 import pytest
 
-from tests.engines.base import REPO, foehn_program, run
+from tests.engines.base import REPO, again_if_torch_aborted_at_exit, foehn_program, run
 
 DDP = [sys.executable, str(REPO / "examples" / "ddp.py"), "--steps", "30"]
 # Nothing of the caller's may help the bootstrap: these must come from Foehn.
 CLEAN = {"MASTER_ADDR": "", "MASTER_PORT": ""}
 
 
-def torch_teardown_abort(result, world: int) -> bool:
-    """True when the job trained to the end on every rank (all digests printed and
-    equal) and then a rank aborted inside torch's own teardown ("terminate called
-    without an active exception", SIGABRT after destroy_process_group). Seen once in
-    about 150 runs, under torchrun too, where Foehn only hands over to torch's env://."""
+def fully_trained(result, world: int) -> bool:
+    """Every rank printed its digest, and all are equal."""
     digests = re.findall(r"^rank (\d+) of \d+ parameters ([0-9a-f]{16})$", result.stdout, re.M)
-    return (result.returncode != 0
-            and "terminate called without an active exception" in result.stderr
-            and sorted(int(r) for r, _ in digests) == list(range(world))
+    return (sorted(int(r) for r, _ in digests) == list(range(world))
             and len({d for _, d in digests}) == 1)
 
 
 def trained(launch, world: int) -> None:
-    """Runs launch() and checks the training; a run that trained fully but hit torch's
-    teardown abort is run once more (and said so), never passed as it is."""
-    result = launch()
-    if torch_teardown_abort(result, world):
-        sys.stderr.write("test_ddp: torch aborted in its teardown after a complete training; "
-                         "running the job once more\n" + result.stderr[-2000:])
-        result = launch()
+    """Runs launch() and checks the training (once more if torch aborted in its
+    teardown after a complete training)."""
+    result = again_if_torch_aborted_at_exit(launch, lambda r: fully_trained(r, world),
+                                            "test_ddp")
     assert_trained(result, world)
 
 

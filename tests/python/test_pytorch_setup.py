@@ -4,6 +4,7 @@ import sys
 
 import pytest
 
+from tests.engines.base import again_if_torch_aborted_at_exit
 from tests.python.test_tooling import FOEHN, env_here, run
 
 # ---- foehn.pytorch.setup() ----------------------------------------------------------
@@ -19,17 +20,10 @@ def setup_lines(stdout):
     return sorted(line.split()[1:] for line in stdout.splitlines() if line.startswith("@"))
 
 
-TORCH_TEARDOWN_ABORT = "terminate called without an active exception"
-
-
 def test_setup_under_foehn_run():
-    p = run(FOEHN, "run", "-n", "2", sys.executable, "-c", SETUP)
-    if p.returncode != 0 and TORCH_TEARDOWN_ABORT in p.stderr and len(setup_lines(p.stdout)) == 2:
-        # torch (gloo) now and then aborts in its own teardown at exit, after every rank
-        # finished (tests/live/test_ddp.py sees it too): run once more, and say so
-        sys.stderr.write("test_setup_under_foehn_run: torch aborted in its teardown; "
-                         "running once more\n" + p.stderr[-2000:])
-        p = run(FOEHN, "run", "-n", "2", sys.executable, "-c", SETUP)
+    p = again_if_torch_aborted_at_exit(
+        lambda: run(FOEHN, "run", "-n", "2", sys.executable, "-c", SETUP),
+        lambda p: len(setup_lines(p.stdout)) == 2, "test_setup_under_foehn_run")
     assert p.returncode == 0, p.stderr
     lines = setup_lines(p.stdout)
     assert [x[:5] for x in lines] == [["0", "2", "0", "cpu", "gloo"],
