@@ -551,8 +551,9 @@ static void *progress_main(void *arg)
             fds[n++] = (struct pollfd){.fd = p->fd,
                                        .events = (short)(POLLIN | (p->send_head ? POLLOUT : 0))};
         }
+        int wait_ms = foehn_p2p_pull_overdue(e);
         pthread_mutex_unlock(&e->mu);
-        int ready = poll(fds, n, -1);
+        int ready = poll(fds, n, wait_ms);
         pthread_mutex_lock(&e->mu);
         if (ready < 0)
             continue; /* EINTR */

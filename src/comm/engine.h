@@ -46,6 +46,13 @@ typedef struct foehn_msg {
     bool complete;
     bool claimed;       /* taken off the unexpected list while streaming in */
     foehn_request *waiter;
+    /* An RTS whose receive was not posted yet: its payload still lies in the sender
+     * (rts_addr), to be copied straight into the receive when it is posted, or into
+     * data by the progress thread once rts_deadline has passed (p2p.c). */
+    bool rts;
+    uint64_t rts_addr;
+    uint32_t rts_id;
+    double rts_deadline;
 } foehn_msg;
 
 typedef enum { REQ_SEND = 1, REQ_RECV, REQ_COLL, REQ_DONE } foehn_req_type;
@@ -141,6 +148,7 @@ struct foehn_engine {
     bool progress_started, stopping;
     foehn_request *posted_head, *posted_tail;
     foehn_msg *unexpected_head, *unexpected_tail;
+    int deferred;               /* unexpected RTS messages not copied yet */
     uint32_t next_ctx;
     int failed;                 /* FOEHN_OK, or why every operation now fails */
     char *failure;              /* its sentence */
@@ -195,6 +203,9 @@ void foehn_p2p_payload_done(foehn_engine *e, foehn_peer *peer);
 /* An RTS arrived from src: copy the payload out of src's memory, answer ACK. */
 void foehn_p2p_rts_arrived(foehn_engine *e, int src, const foehn_wire_header *h,
                            const unsigned char *body);
+/* Copies the deferred RTS messages whose time is up into buffers of their own;
+ * returns how many ms until the next one's is (-1: none). Progress thread. */
+int foehn_p2p_pull_overdue(foehn_engine *e);
 /* src's ACK for RTS id: that send is complete. */
 void foehn_p2p_ack_arrived(foehn_engine *e, int src, uint32_t id);
 /* Every pending request fails (the engine failed). */

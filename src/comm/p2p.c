@@ -91,13 +91,28 @@ static void set_status(foehn_request *r, int src, int tag, size_t len)
     r->status.bytes = len;
 }
 
+static int pull_deferred(foehn_engine *e, foehn_msg *m, unsigned char *dst, char *why,
+                         size_t whylen);
+static void ack(foehn_engine *e, const foehn_msg *m);
+
 /* Hands a complete unexpected message to receive r (or fails r) and frees it. */
 static void deliver(foehn_engine *e, foehn_request *r, foehn_msg *m)
 {
     char why[512];
     set_status(r, m->src, m->tag, m->len);
     int rc = refuse(e, r, m->src, m->kind, m->len, why, sizeof why);
-    if (rc == FOEHN_OK) {
+    if (rc == FOEHN_OK && m->rts) {
+        /* still in the sender: straight into the receive */
+        unsigned char *dst = r->allocate && m->len ? malloc(m->len) : r->buf;
+        if (!dst && m->len)
+            rc = FOEHN_ERR_NOMEM, snprintf(why, sizeof why, "out of memory for a message");
+        else
+            rc = pull_deferred(e, m, dst, why, sizeof why);
+        if (r->allocate && rc == FOEHN_OK)
+            r->taken = dst;
+        else if (r->allocate)
+            free(dst);
+    } else if (rc == FOEHN_OK) {
         if (r->allocate) {
             r->taken = m->data;
             m->data = NULL;
@@ -105,12 +120,18 @@ static void deliver(foehn_engine *e, foehn_request *r, foehn_msg *m)
             memcpy(r->buf, m->data, m->len);
         }
     }
+    if (m->rts) { /* refused (or no memory): the sender's send still completes */
+        m->rts = false;
+        e->deferred--;
+        ack(e, m);
+    }
     free(m->data);
     free(m);
     foehn_request_complete(e, r, rc, rc == FOEHN_OK ? NULL : why);
 }
 
-void foehn_p2p_arrived(foehn_engine *e, int src, const foehn_wire_header *h)
+/* defer: an RTS, whose payload stays in the sender unless a receive is posted. */
+static void arrived(foehn_engine *e, int src, const foehn_wire_header *h, bool defer)
 {
     foehn_peer *p = &e->peers[src];
     size_t len = (size_t)h->len;
@@ -148,8 +169,8 @@ void foehn_p2p_arrived(foehn_engine *e, int src, const foehn_wire_header *h)
         return;
     }
     foehn_msg *m = calloc(1, sizeof *m);
-    unsigned char *data = len ? malloc(len) : NULL;
-    if (!m || (len && !data)) {
+    unsigned char *data = len && !defer ? malloc(len) : NULL;
+    if (!m || (len && !defer && !data)) {
         free(m);
         free(data);
         foehn_engine_fail(e, FOEHN_ERR_NOMEM,
@@ -169,6 +190,11 @@ void foehn_p2p_arrived(foehn_engine *e, int src, const foehn_wire_header *h)
     p->dst_len = len;
     /* A prober may be waiting for exactly this header. */
     pthread_cond_broadcast(&e->done_cv);
+}
+
+void foehn_p2p_arrived(foehn_engine *e, int src, const foehn_wire_header *h)
+{
+    arrived(e, src, h, false);
 }
 
 void foehn_p2p_payload_done(foehn_engine *e, foehn_peer *p)
@@ -289,11 +315,86 @@ static uint64_t get64(const unsigned char *p)
     return (uint64_t)foehn_wire_get32(p) << 32 | foehn_wire_get32(p + 4);
 }
 
+/* How long an RTS nobody has asked for waits for its receive before the progress
+ * thread copies it anyway: a receive posted by then (a ping-pong's, a collective's
+ * next step) gets the payload straight from the sender, with no buffer in between;
+ * after it the send completes as an eager one would, so a sender never waits on a
+ * receive that comes late or never. */
+#define RTS_WAIT_S 0.005
+
+static void ack(foehn_engine *e, const foehn_msg *m)
+{
+    send_control(e, m->src, FOEHN_FRAME_ACK, m->rts_id);
+}
+
+/* Copies deferred RTS message m into dst (m->len bytes) and answers its sender. */
+static int pull_deferred(foehn_engine *e, foehn_msg *m, unsigned char *dst, char *why,
+                         size_t whylen)
+{
+    foehn_peer *p = &e->peers[m->src];
+    m->rts = false;
+    e->deferred--;
+    if (m->len && pull(p->pid, dst, m->rts_addr, m->len) != 0) {
+        snprintf(why, whylen, "copying a message of %zu bytes out of rank %d (host %s, pid %d) "
+                 "failed: %s%s", m->len, m->src, foehn_engine_host(e, m->src), p->pid,
+                 strerror(errno), p->said_bye || p->gone ? " (it has ended)" : "");
+        return FOEHN_ERR_PEER;
+    }
+    ack(e, m);
+    return FOEHN_OK;
+}
+
+int foehn_p2p_pull_overdue(foehn_engine *e)
+{
+    if (!e->deferred)
+        return -1;
+    double now = foehn_now(), next = -1;
+    for (foehn_msg *m = e->unexpected_head; m; m = m->next) {
+        if (!m->rts)
+            continue;
+        if (m->rts_deadline > now) {
+            if (next < 0 || m->rts_deadline < next)
+                next = m->rts_deadline;
+            continue;
+        }
+        char why[512];
+        unsigned char *data = m->len ? malloc(m->len) : NULL;
+        if (m->len && !data) {
+            foehn_engine_fail(e, FOEHN_ERR_NOMEM, "out of memory for a message of %zu bytes "
+                              "from rank %d", m->len, m->src);
+            return -1;
+        }
+        if (pull_deferred(e, m, data, why, sizeof why) != FOEHN_OK) {
+            free(data);
+            foehn_engine_fail(e, FOEHN_ERR_PEER, "%s", why);
+            return -1;
+        }
+        m->data = data;
+    }
+    return next < 0 ? -1 : (int)((next - now) * 1000) + 1;
+}
+
 void foehn_p2p_rts_arrived(foehn_engine *e, int src, const foehn_wire_header *h,
                            const unsigned char *body)
 {
     foehn_peer *p = &e->peers[src];
-    foehn_p2p_arrived(e, src, h); /* chooses the destination, as for a payload */
+    arrived(e, src, h, true); /* chooses the destination, as for a payload */
+    if (p->msg) {
+        /* Nobody asked for it yet: it waits in the sender for its receive. */
+        foehn_msg *m = p->msg;
+        m->rts = true;
+        m->rts_addr = get64(body);
+        m->rts_id = foehn_wire_get32(body + 8);
+        m->rts_deadline = foehn_now() + RTS_WAIT_S;
+        m->complete = true;
+        p->msg = NULL;
+        p->dst = NULL;
+        p->dst_len = 0;
+        p->in_payload = false;
+        if (e->deferred++ == 0)
+            foehn_engine_wake(e); /* the progress thread now has a deadline to keep */
+        return;
+    }
     if (p->discard_left) {
         p->discard_left = 0; /* a refused receive: nothing to copy */
     } else if (p->dst_len && pull(p->pid, p->dst, get64(body), p->dst_len) != 0) {

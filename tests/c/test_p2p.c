@@ -194,6 +194,62 @@ static void truncate_probe_allocate(void)
     foehn_request_free(r);
 }
 
+/* Large messages on one host go by single copy, and one that arrives before its
+ * receive waits in the sender a moment (see p2p.c): a receive posted late still gets
+ * it (copied into a buffer by then), a send never waits on its receive for good, and
+ * probe, truncation and allocating receives see such a message as any other. Rank 1
+ * is late the first time, prompt the second. */
+static void late_and_prompt_receives(void)
+{
+    static const size_t lens[] = {1u << 20, 3u << 20, 2u << 20};
+    foehn_error err;
+    if (size < 2 || rank > 1)
+        return;
+    for (int late = 1; late >= 0; late--) {
+        if (rank == 0) {
+            unsigned char *out[3];
+            foehn_request *reqs[3];
+            if (!late) /* rank 1 posts its receives right after this one arrives */
+                CHECK_INT(foehn_send(world, &late, sizeof late, 1, 39, &err), FOEHN_OK);
+            for (int i = 0; i < 3; i++) {
+                out[i] = malloc(lens[i]);
+                fill(out[i], lens[i], (unsigned)(40 + i + late));
+                CHECK_INT(foehn_isend(world, out[i], lens[i], 1, 40 + i, &reqs[i], &err),
+                          FOEHN_OK);
+            }
+            for (int i = 0; i < 3; i++) { /* complete although rank 1 has not received */
+                CHECK_INT(foehn_request_wait(reqs[i], 30, NULL, &err), FOEHN_OK);
+                foehn_request_free(reqs[i]);
+                free(out[i]);
+            }
+            if (late)
+                CHECK_INT(foehn_send(world, &late, sizeof late, 1, 39, &err), FOEHN_OK);
+            continue;
+        }
+        int got = -1;
+        CHECK_INT(foehn_recv(world, &got, sizeof got, 0, 39, NULL, &err), FOEHN_OK);
+        CHECK_INT(got, late);
+        foehn_msg_status st;
+        CHECK_INT(foehn_probe(world, 0, 41, 30, &st, &err), FOEHN_OK);
+        CHECK_INT(st.bytes, lens[1]);
+        unsigned char *in = malloc(lens[0]);
+        CHECK_INT(foehn_recv(world, in, lens[0], 0, 40, &st, &err), FOEHN_OK);
+        CHECK(filled(in, lens[0], (unsigned)(40 + late)));
+        foehn_request *r;
+        CHECK_INT(foehn_irecv(world, NULL, 0, FOEHN_ANY_SOURCE, 41, &r, &err), FOEHN_OK);
+        CHECK_INT(foehn_request_wait(r, 30, &st, &err), FOEHN_OK);
+        void *data = NULL;
+        size_t len = 0;
+        foehn_request_take(r, &data, &len);
+        CHECK(len == lens[1] && data && filled(data, len, (unsigned)(41 + late)));
+        free(data);
+        foehn_request_free(r);
+        CHECK_INT(foehn_recv(world, in, lens[0], 0, 42, NULL, &err), FOEHN_ERR_TRUNCATE);
+        CHECK_CONTAINS(err.message, "2097152 bytes");
+        free(in);
+    }
+}
+
 /* A receive nobody sends to can be cancelled; wait_any returns the one that completed. */
 static void cancel_and_any(void)
 {
@@ -318,7 +374,8 @@ int main(int argc, char **argv)
         return die_test(atoi(argv[2]));
     /* Phases are kept apart: a phase's ANY_TAG receive must not see the next one's. */
     void (*phases[])(void) = {ping_pong, head_to_head, any_source, self_messages, ordering,
-                              truncate_probe_allocate, cancel_and_any, contexts};
+                              truncate_probe_allocate, late_and_prompt_receives, cancel_and_any,
+                              contexts};
     for (size_t i = 0; i < sizeof phases / sizeof phases[0]; i++) {
         phases[i]();
         ring_sync();
