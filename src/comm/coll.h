@@ -88,6 +88,9 @@ int foehn_coll_sendrecv(foehn_coll *c, int dest, const void *sendbuf, size_t sen
                         int source, void *recvbuf, size_t recvlen);
 /* A receive of any length: *data malloc'd (NULL when len is 0 is allowed). */
 int foehn_coll_recv_blob(foehn_coll *c, int source, void **data, size_t *len);
+/* The end of an allocating receive (foehn_coll_irecv with buf NULL): waits, hands its
+ * data over as recv_blob does, frees req. */
+int foehn_coll_wait_take(foehn_coll *c, foehn_request *req, void **data, size_t *len);
 
 /* Applies a reduction: inout = in op inout (a user's function or a built-in). */
 int foehn_reduction_apply(const foehn_reduction *op, const void *in, void *inout,

@@ -6,11 +6,6 @@
 #include "comm/coll_impl.h"
 #include "common/error.h"
 
-/* When a rank sends at most this many bytes in all, it posts every receive and send
- * at once (one round of latency; the engine buffers what arrives early). Above it,
- * pairwise exchange (step s: to rank + s, from rank - s) keeps one block in flight
- * each way, so that n ranks do not flood each other's buffers at once. */
-#define ALLTOALL_BURST_MAX ((size_t)64 * 1024)
 
 /* How many bytes of buf the layout's blocks reach. */
 static int extent(foehn_coll *c, const foehn_coll_layout *l, size_t *out)
@@ -44,7 +39,7 @@ static int exchange(foehn_coll *c, const unsigned char *src, const foehn_coll_la
         if (i != rank)
             sent = sent + slen < sent ? SIZE_MAX : sent + slen;
     }
-    int burst = sent <= ALLTOALL_BURST_MAX;
+    int burst = sent <= FOEHN_ALLTOALL_BURST_MAX;
     foehn_request **reqs = foehn_coll_alloc(c, 2 * (size_t)n * sizeof *reqs);
     if (!reqs)
         return FOEHN_ERR_NOMEM;

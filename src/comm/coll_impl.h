@@ -20,6 +20,12 @@
 #include "comm/coll.h"
 #include "foehn.h"
 
+/* When a rank sends at most this many bytes in all, an alltoall posts every receive
+ * and send at once (one round of latency; the engine buffers what arrives early).
+ * Above it, pairwise exchange (step s: to rank + s, from rank - s) keeps one block in
+ * flight each way, so that n ranks do not flood each other's buffers at once. */
+#define FOEHN_ALLTOALL_BURST_MAX ((size_t)64 * 1024)
+
 /* ---- helpers (coll_sync.c) ---- */
 
 /* a * b, or FOEHN_ERR_LIMIT (set in c->err) when it does not fit in a size_t. */

@@ -7,6 +7,7 @@
  * Piece 0 (the pickle) rides in the table when it is at most INLINE_MAX bytes, the
  * common case; the flag in the count's top bit says so. Messages from one peer
  * arrive in order, so the pieces follow their table. */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -94,12 +95,14 @@ static int send_pieces(foehn_coll *c, int to, const foehn_pieces *in, unsigned c
     return rc;
 }
 
-/* Receives the table and every piece from `from` into out. */
-static int recv_pieces(foehn_coll *c, int from, foehn_pieces *out)
+/* Receives the table (that of treq when it is not NULL: an allocating receive already
+ * posted) and every piece from `from` into out. */
+static int recv_pieces(foehn_coll *c, int from, foehn_request *treq, foehn_pieces *out)
 {
     void *tv = NULL;
     size_t tlen = 0;
-    int rc = foehn_coll_recv_blob(c, from, &tv, &tlen);
+    int rc = treq ? foehn_coll_wait_take(c, treq, &tv, &tlen)
+                  : foehn_coll_recv_blob(c, from, &tv, &tlen);
     if (rc != FOEHN_OK)
         return rc;
     unsigned char *t = tv;
@@ -138,32 +141,71 @@ static int recv_pieces(foehn_coll *c, int from, foehn_pieces *out)
     return rc;
 }
 
-/* Pairwise: in step s, to rank + s and from rank - s. */
+static size_t pieces_bytes(const foehn_pieces *o)
+{
+    size_t sum = 0;
+    for (size_t k = 0; k < o->n; k++)
+        sum = sum + o->lens[k] < sum ? SIZE_MAX : sum + o->lens[k];
+    return sum;
+}
+
+/* Small objects (FOEHN_ALLTOALL_BURST_MAX in all from this rank): every table and
+ * piece out, every table's receive posted, at once; one round of latency. The pieces
+ * from a peer follow its table, so their receives are posted once it is in. Big
+ * ones: pairwise, in step s to rank + s and from rank - s. Whether to burst is this
+ * rank's own choice: the messages are the same either way. */
 int foehn_alg_alltoall_pieces(foehn_coll *c, const foehn_pieces *ins, foehn_pieces **outs)
 {
     int n = c->size, rank = c->rank;
+    size_t sent = 0, nsend = 0;
+    for (int j = 0; j < n; j++) {
+        if (j == rank)
+            continue;
+        size_t b = pieces_bytes(&ins[j]);
+        sent = sent + b < sent ? SIZE_MAX : sent + b;
+        nsend += ins[j].n + 1;
+    }
+    int burst = sent <= FOEHN_ALLTOALL_BURST_MAX;
     *outs = calloc((size_t)n, sizeof **outs);
-    if (!*outs)
-        return foehn_fail(c->err, FOEHN_ERR_NOMEM, "%s: out of memory",
-                          foehn_coll_kind_name(c->kind));
-    int rc = pieces_dup(c, &ins[rank], &(*outs)[rank]);
+    foehn_request **sreqs = calloc(nsend + 1, sizeof *sreqs);
+    foehn_request **treqs = calloc((size_t)n, sizeof *treqs);
+    unsigned char **tables = calloc((size_t)n, sizeof *tables);
+    int rc = *outs && sreqs && treqs && tables
+                 ? pieces_dup(c, &ins[rank], &(*outs)[rank])
+                 : foehn_fail(c->err, FOEHN_ERR_NOMEM, "%s: out of memory",
+                              foehn_coll_kind_name(c->kind));
+    size_t at = 0;
     for (int s = 1; s < n && rc == FOEHN_OK; s++) {
         int to = (rank + s) % n, from = (rank - s + n) % n;
-        size_t nreq = ins[to].n + 1;
-        foehn_request **reqs = calloc(nreq, sizeof *reqs);
-        unsigned char *table = NULL;
-        rc = reqs ? send_pieces(c, to, &ins[to], &table, reqs)
-                  : foehn_fail(c->err, FOEHN_ERR_NOMEM, "%s: out of memory",
-                               foehn_coll_kind_name(c->kind));
-        if (rc == FOEHN_OK)
-            rc = recv_pieces(c, from, &(*outs)[from]);
-        if (reqs) {
-            int wrc = foehn_coll_waitall(c, reqs, nreq);
+        rc = send_pieces(c, to, &ins[to], &tables[to], sreqs + at);
+        size_t sends = ins[to].n + 1;
+        if (rc == FOEHN_OK && burst)
+            rc = foehn_coll_irecv(c, from, NULL, 0, &treqs[from]);
+        if (rc == FOEHN_OK && !burst) {
+            rc = recv_pieces(c, from, NULL, &(*outs)[from]);
+            int wrc = foehn_coll_waitall(c, sreqs + at, sends);
             rc = rc != FOEHN_OK ? rc : wrc;
         }
-        free(reqs);
-        free(table);
+        at += sends;
     }
+    for (int s = 1; s < n && burst; s++) {
+        int from = (rank - s + n) % n;
+        foehn_request *treq = treqs[from];
+        treqs[from] = NULL;
+        if (rc == FOEHN_OK && treq)
+            rc = recv_pieces(c, from, treq, &(*outs)[from]);
+        else if (treq)
+            foehn_coll_waitall(c, &treq, 1); /* after a failure: let it end, and free it */
+    }
+    if (sreqs) {
+        int wrc = foehn_coll_waitall(c, sreqs, at);
+        rc = rc != FOEHN_OK ? rc : wrc;
+    }
+    for (int j = 0; tables && j < n; j++)
+        free(tables[j]);
+    free(tables);
+    free(treqs);
+    free(sreqs);
     if (rc != FOEHN_OK) {
         foehn_pieces_free(*outs, (size_t)n);
         *outs = NULL;

@@ -373,20 +373,25 @@ int foehn_coll_sendrecv(foehn_coll *c, int dest, const void *sendbuf, size_t sen
     return rc != FOEHN_OK ? rc : wrc;
 }
 
+int foehn_coll_wait_take(foehn_coll *c, foehn_request *req, void **data, size_t *len)
+{
+    *data = NULL;
+    *len = 0;
+    foehn_error local = {{0}};
+    int rc = keep_first(c, foehn_request_wait(req, -1, NULL, &local), &local);
+    if (rc == FOEHN_OK)
+        foehn_request_take(req, data, len);
+    foehn_request_free(req);
+    return rc;
+}
+
 int foehn_coll_recv_blob(foehn_coll *c, int source, void **data, size_t *len)
 {
     *data = NULL;
     *len = 0;
     foehn_request *req;
     int rc = foehn_coll_irecv(c, source, NULL, 0, &req);
-    if (rc != FOEHN_OK)
-        return rc;
-    foehn_error local = {{0}};
-    rc = keep_first(c, foehn_request_wait(req, -1, NULL, &local), &local);
-    if (rc == FOEHN_OK)
-        foehn_request_take(req, data, len);
-    foehn_request_free(req);
-    return rc;
+    return rc != FOEHN_OK ? rc : foehn_coll_wait_take(c, req, data, len);
 }
 
 /* ---- the worker thread of nonblocking collectives ------------------------------ */
