@@ -27,6 +27,7 @@ import struct
 import sys
 import threading
 import time
+import weakref
 from concurrent import futures
 
 from . import _foehn, proto
@@ -865,6 +866,8 @@ class Request:
         self._c = self._future = self._post = self._done = None
         if request is not None:
             self.__dict__.update(request.__dict__)
+            if self._future is not None:
+                _future_requests.add(self)
 
     @classmethod
     def _of(cls, c=None, future=None, post=None) -> "Request":
@@ -872,7 +875,13 @@ class Request:
         self._c, self._future, self._post = c, future, post
         if future is not None:
             future.add_done_callback(_note_completion)
+            _future_requests.add(self)
         return self
+
+    def _clear(self) -> None:
+        """Null: nothing of the operation is kept."""
+        self._c = self._future = self._post = self._done = None
+        _future_requests.discard(self)
 
     def _active(self) -> bool:
         return self._c is not None or self._future is not None or self._done is not None
@@ -903,7 +912,7 @@ class Request:
     def _consume(self, status: Status | None):
         """The outcome of a complete request (raised if it failed); it becomes null."""
         value, st, exc = self._done if self._done is not None else (None, None, None)
-        self._c = self._future = self._post = self._done = None
+        self._clear()
         _fill(status, st)
         if exc is not None:
             raise exc
@@ -940,7 +949,7 @@ class Request:
     cancel = Cancel
 
     def Free(self) -> None:
-        self._c = self._future = self._post = self._done = None
+        self._clear()
 
     def __bool__(self) -> bool:
         return self._active()
@@ -989,10 +998,11 @@ class Request:
     def _wait_done(cls, requests, first: bool):
         """Waits until an active request is complete; (indices complete, as _scan), or
         None when none is active. One pass over the list per wake-up."""
-        if all(r._future is None and r._done is None for r in requests):
+        if not _future_requests:
             # C requests only (or null ones): the engine finds the complete ones in one
-            # call, instead of a test of each request per wake-up (pympi's iops loop
-            # calls Waitsome on 2,000 requests until none is left)
+            # call (those already finished count as complete), instead of a test of
+            # each request per wake-up (pympi's iops loop calls Waitsome on 2,000
+            # requests until none is left)
             done = _foehn.wait_some([r._c for r in requests])
             if not done:
                 return None
@@ -1132,6 +1142,9 @@ class Request:
 
 
 REQUEST_NULL = Request()
+# The requests behind a future (helper threads) not yet completed and consumed: while
+# there are none, a wait over many requests is one call into the engine.
+_future_requests: "weakref.WeakSet[Request]" = weakref.WeakSet()
 
 
 # Every future behind a Request signals here when it completes, so that a wait over

@@ -525,22 +525,25 @@ static PyObject *wait_for_requests(PyObject *args, PyObject *kwargs, int all)
             return NULL;
         }
     }
+    unsigned char *done = all ? calloc((size_t)n + 1, 1) : NULL;
+    size_t finished = 0; /* wait_some: those already finished are complete, at once */
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *item = PyList_GetItem(seq, i);
         if (item != Py_None && !((RequestObject *)item)->finished)
             reqs[i] = request_enter((RequestObject *)item);
+        else if (item != Py_None && done)
+            done[i] = 1, finished++;
     }
     size_t index = 0;
     foehn_error err;
-    int rc;
-    unsigned char *done = all ? calloc((size_t)n + 1, 1) : NULL;
+    int rc = FOEHN_OK;
     /* seq keeps every Request (so every foehn_request) alive meanwhile */
     Py_BEGIN_ALLOW_THREADS
-    size_t count = 0;
-    if (done)
+    size_t count = finished;
+    if (done && !finished)
         rc = foehn_request_wait_some((foehn_request *const *)reqs, (size_t)n, timeout, done,
                                      &count, &err);
-    else
+    else if (!done)
         rc = foehn_request_wait_any((foehn_request *const *)reqs, (size_t)n, timeout, &index,
                                     &err);
     index = done && !count ? (size_t)-1 : index;
