@@ -465,6 +465,19 @@ def test_test_and_get_status():
     assert req.test() == (True, "v") and not req
 
 
+def test_waitsome_over_c_requests_one_complete_already():
+    """The engine's one-call wait (no helper-thread request alive): a request that
+    Get_status saw complete counts as complete; one still pending is left active."""
+    reqs = [WORLD.irecv(source=0, tag=53), WORLD.irecv(source=0, tag=54)]
+    WORLD.send("c", dest=0, tag=54)
+    while not reqs[1].Get_status():
+        pass
+    assert MPI.Request.Waitsome(reqs) == [1] and reqs[0] and not reqs[1]
+    assert MPI.Request.waitsome([MPI.REQUEST_NULL, reqs[1]]) == (None, None)
+    WORLD.send("d", dest=0, tag=53)
+    assert MPI.Request.waitsome(reqs) == ([0], ["d"])
+
+
 def test_wait_any_some_all_over_mixed_requests():
     reqs = [WORLD.irecv(source=0, tag=50), WORLD.iallreduce(2), WORLD.Irecv(bytearray(1), 0, 51)]
     assert MPI.Request.Waitany(reqs) == 1 and not reqs[1]
