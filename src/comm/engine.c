@@ -434,7 +434,7 @@ static void peer_read(foehn_engine *e, int r)
 {
     static unsigned char scratch[65536];
     foehn_peer *p = &e->peers[r];
-    while (!p->gone) {
+    while (!p->gone && !p->pulling) {
         unsigned char *to;
         size_t want;
         if (!p->in_payload) {
@@ -519,7 +519,7 @@ bool foehn_engine_poll_once(foehn_engine *e)
         return false;
     for (int r = 0; r < e->size; r++) {
         foehn_peer *p = &e->peers[r];
-        if (p->fd < 0 || p->gone)
+        if (p->fd < 0 || p->gone || p->pulling)
             continue;
         who[n] = r;
         fds[n++] = (struct pollfd){.fd = p->fd, .events = POLLIN};
@@ -545,11 +545,12 @@ static void *progress_main(void *arg)
         fds[n++] = (struct pollfd){.fd = e->wake_fd, .events = POLLIN};
         for (int r = 0; r < e->size; r++) {
             foehn_peer *p = &e->peers[r];
-            if (p->fd < 0 || p->gone)
+            if (p->fd < 0 || p->gone || (p->pulling && !p->send_head))
                 continue;
             who[n] = r;
             fds[n++] = (struct pollfd){.fd = p->fd,
-                                       .events = (short)(POLLIN | (p->send_head ? POLLOUT : 0))};
+                                       .events = (short)((p->pulling ? 0 : POLLIN) |
+                                                         (p->send_head ? POLLOUT : 0))};
         }
         int wait_ms = foehn_p2p_pull_overdue(e);
         pthread_mutex_unlock(&e->mu);

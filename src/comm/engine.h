@@ -11,11 +11,12 @@
  * arrived ("unexpected") message the same way. Messages from one peer arrive in the
  * order it sent them (one TCP stream), so MPI's non-overtaking rule holds.
  *
- * Who owns what: the progress thread alone reads from the sockets and owns each
- * peer's receive state; it drops the lock while a payload streams into its
- * destination (a posted receive's buffer or an unexpected message's), which stays
- * put because a matched receive cannot be cancelled and requests are reference
- * counted. One writer at a time per peer (peer->writing), the caller first, the
+ * Who owns what: whoever holds the lock may read from the sockets (the progress
+ * thread, or a waiter while it spins) and so owns each peer's receive state. A
+ * same-host copy out of a peer's memory runs without the lock (peer->pulling keeps
+ * everyone off that peer's socket meanwhile); its destination (a posted receive's
+ * buffer or an unexpected message's) stays put because a matched receive cannot be
+ * cancelled and requests are reference counted. One writer at a time per peer (peer->writing), the caller first, the
  * progress thread for what is left.
  */
 #ifndef FOEHN_COMM_ENGINE_H
@@ -99,6 +100,8 @@ typedef struct foehn_peer {
     /* same-host single copy (see wire.h) */
     int pid;
     bool pull_ok;           /* this process can read the peer's memory */
+    bool pulling;           /* a thread copies this peer's message without the lock:
+                             * nobody reads its socket meanwhile */
     bool peer_pulls;        /* the peer said it can read this process's memory */
     /* receiving (the progress thread's own) */
     unsigned char hdr[FOEHN_WIRE_HEADER + FOEHN_WIRE_RTS_BODY];

@@ -310,6 +310,24 @@ static int pull(int pid, unsigned char *dst, uint64_t addr, size_t len)
     return 0;
 }
 
+/* pull() without e->mu: the peer's socket is left alone meanwhile (peer->pulling),
+ * and the progress thread is told when it may watch that socket again. Returns 0 or
+ * -1 with errno set. */
+static int pull_unlocked(foehn_engine *e, int src, unsigned char *dst, uint64_t addr,
+                         size_t len)
+{
+    foehn_peer *p = &e->peers[src];
+    p->pulling = true;
+    pthread_mutex_unlock(&e->mu);
+    int rc = pull(p->pid, dst, addr, len);
+    int saved = errno;
+    pthread_mutex_lock(&e->mu);
+    p->pulling = false;
+    foehn_engine_wake(e);
+    errno = saved;
+    return rc;
+}
+
 static uint64_t get64(const unsigned char *p)
 {
     return (uint64_t)foehn_wire_get32(p) << 32 | foehn_wire_get32(p + 4);
@@ -334,7 +352,7 @@ static int pull_deferred(foehn_engine *e, foehn_msg *m, unsigned char *dst, char
     foehn_peer *p = &e->peers[m->src];
     m->rts = false;
     e->deferred--;
-    if (m->len && pull(p->pid, dst, m->rts_addr, m->len) != 0) {
+    if (m->len && pull_unlocked(e, m->src, dst, m->rts_addr, m->len) != 0) {
         snprintf(why, whylen, "copying a message of %zu bytes out of rank %d (host %s, pid %d) "
                  "failed: %s%s", m->len, m->src, foehn_engine_host(e, m->src), p->pid,
                  strerror(errno), p->said_bye || p->gone ? " (it has ended)" : "");
@@ -344,19 +362,22 @@ static int pull_deferred(foehn_engine *e, foehn_msg *m, unsigned char *dst, char
     return FOEHN_OK;
 }
 
+/* The deferred RTS message with the earliest deadline, or NULL. */
+static foehn_msg *first_deferred(foehn_engine *e)
+{
+    foehn_msg *first = NULL;
+    for (foehn_msg *m = e->unexpected_head; m; m = m->next)
+        if (m->rts && (!first || m->rts_deadline < first->rts_deadline))
+            first = m;
+    return first;
+}
+
 int foehn_p2p_pull_overdue(foehn_engine *e)
 {
-    if (!e->deferred)
-        return -1;
-    double now = foehn_now(), next = -1;
-    for (foehn_msg *m = e->unexpected_head; m; m = m->next) {
-        if (!m->rts)
-            continue;
-        if (m->rts_deadline > now) {
-            if (next < 0 || m->rts_deadline < next)
-                next = m->rts_deadline;
-            continue;
-        }
+    foehn_msg *m;
+    /* The list may change while a copy runs without the lock: look again each time. */
+    while (e->deferred && e->failed == FOEHN_OK && (m = first_deferred(e)) &&
+           m->rts_deadline <= foehn_now()) {
         char why[512];
         unsigned char *data = m->len ? malloc(m->len) : NULL;
         if (m->len && !data) {
@@ -364,27 +385,46 @@ int foehn_p2p_pull_overdue(foehn_engine *e)
                               "from rank %d", m->len, m->src);
             return -1;
         }
-        if (pull_deferred(e, m, data, why, sizeof why) != FOEHN_OK) {
-            free(data);
+        /* Streaming in, as far as the others can tell: a receive that matches it now
+         * waits for it (m->waiter) and gets it once whole. */
+        m->complete = false;
+        m->data = data;
+        int rc = pull_deferred(e, m, data, why, sizeof why);
+        m->complete = true;
+        foehn_request *waiter = m->waiter;
+        if (rc != FOEHN_OK && waiter) {
+            free(m->data);
+            free(m);
+            foehn_request_complete(e, waiter, rc, why);
+            foehn_request_unref(e, waiter);
+        } else if (waiter) {
+            deliver(e, waiter, m);
+            foehn_request_unref(e, waiter);
+        } else {
+            pthread_cond_broadcast(&e->done_cv);
+        }
+        if (rc != FOEHN_OK) {
             foehn_engine_fail(e, FOEHN_ERR_PEER, "%s", why);
             return -1;
         }
-        m->data = data;
     }
-    return next < 0 ? -1 : (int)((next - now) * 1000) + 1;
+    m = e->deferred && e->failed == FOEHN_OK ? first_deferred(e) : NULL;
+    return m ? (int)((m->rts_deadline - foehn_now()) * 1000) + 1 : -1;
 }
 
 void foehn_p2p_rts_arrived(foehn_engine *e, int src, const foehn_wire_header *h,
                            const unsigned char *body)
 {
     foehn_peer *p = &e->peers[src];
+    uint64_t addr = get64(body);
+    uint32_t id = foehn_wire_get32(body + 8);
     arrived(e, src, h, true); /* chooses the destination, as for a payload */
     if (p->msg) {
         /* Nobody asked for it yet: it waits in the sender for its receive. */
         foehn_msg *m = p->msg;
         m->rts = true;
-        m->rts_addr = get64(body);
-        m->rts_id = foehn_wire_get32(body + 8);
+        m->rts_addr = addr;
+        m->rts_id = id;
         m->rts_deadline = foehn_now() + RTS_WAIT_S;
         m->complete = true;
         p->msg = NULL;
@@ -397,7 +437,7 @@ void foehn_p2p_rts_arrived(foehn_engine *e, int src, const foehn_wire_header *h,
     }
     if (p->discard_left) {
         p->discard_left = 0; /* a refused receive: nothing to copy */
-    } else if (p->dst_len && pull(p->pid, p->dst, get64(body), p->dst_len) != 0) {
+    } else if (p->dst_len && pull_unlocked(e, src, p->dst, addr, p->dst_len) != 0) {
         foehn_engine_fail(e, FOEHN_ERR_PEER,
                           "reading a message of %zu bytes out of rank %d (host %s, pid %d) "
                           "failed: %s",
@@ -406,7 +446,7 @@ void foehn_p2p_rts_arrived(foehn_engine *e, int src, const foehn_wire_header *h,
     }
     p->dst_got = p->dst_len;
     foehn_p2p_payload_done(e, p);
-    send_control(e, src, FOEHN_FRAME_ACK, foehn_wire_get32(body + 8));
+    send_control(e, src, FOEHN_FRAME_ACK, id);
 }
 
 void foehn_p2p_ack_arrived(foehn_engine *e, int src, uint32_t id)
