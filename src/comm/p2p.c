@@ -611,7 +611,10 @@ void foehn_p2p_fail_all(foehn_engine *e)
     }
     for (int w = 0; e->peers && w < e->size; w++) {
         foehn_peer *p = &e->peers[w];
-        if (p->req) {
+        /* A receive whose payload a thread copies without the lock right now is left to
+         * that thread: failing it here would let its owner reuse the buffer the copy
+         * is still writing. It completes when the copy is done. */
+        if (p->req && !p->pulling) {
             foehn_request_complete(e, p->req, status, why);
             foehn_request_unref(e, p->req);
             p->req = NULL;
