@@ -197,6 +197,20 @@ void foehn_p2p_arrived(foehn_engine *e, int src, const foehn_wire_header *h)
     arrived(e, src, h, false);
 }
 
+/* Unexpected message m has all its payload now: the receive that claimed it while
+ * it streamed in gets it, or a prober may be waiting for it. */
+static void msg_whole(foehn_engine *e, foehn_msg *m)
+{
+    m->complete = true;
+    foehn_request *waiter = m->waiter;
+    if (waiter) {
+        deliver(e, waiter, m);
+        foehn_request_unref(e, waiter);
+    } else {
+        pthread_cond_broadcast(&e->done_cv);
+    }
+}
+
 void foehn_p2p_payload_done(foehn_engine *e, foehn_peer *p)
 {
     p->in_payload = false;
@@ -204,14 +218,7 @@ void foehn_p2p_payload_done(foehn_engine *e, foehn_peer *p)
         foehn_request_complete(e, p->req, FOEHN_OK, NULL);
         foehn_request_unref(e, p->req); /* the posted list's hold */
     } else if (p->msg) {
-        foehn_msg *m = p->msg;
-        m->complete = true;
-        foehn_request *waiter = m->waiter;
-        if (waiter) {
-            deliver(e, waiter, m); /* claimed while it streamed in */
-            foehn_request_unref(e, waiter);
-        } else
-            pthread_cond_broadcast(&e->done_cv);
+        msg_whole(e, p->msg);
     }
     p->req = NULL;
     p->msg = NULL;
@@ -390,23 +397,19 @@ int foehn_p2p_pull_overdue(foehn_engine *e)
         m->complete = false;
         m->data = data;
         int rc = pull_deferred(e, m, data, why, sizeof why);
+        if (rc == FOEHN_OK) {
+            msg_whole(e, m);
+            continue;
+        }
         m->complete = true;
-        foehn_request *waiter = m->waiter;
-        if (rc != FOEHN_OK && waiter) {
+        if (m->waiter) { /* claimed meanwhile, so off the list: nobody else ends it */
+            foehn_request_complete(e, m->waiter, rc, why);
+            foehn_request_unref(e, m->waiter);
             free(m->data);
             free(m);
-            foehn_request_complete(e, waiter, rc, why);
-            foehn_request_unref(e, waiter);
-        } else if (waiter) {
-            deliver(e, waiter, m);
-            foehn_request_unref(e, waiter);
-        } else {
-            pthread_cond_broadcast(&e->done_cv);
         }
-        if (rc != FOEHN_OK) {
-            foehn_engine_fail(e, FOEHN_ERR_PEER, "%s", why);
-            return -1;
-        }
+        foehn_engine_fail(e, FOEHN_ERR_PEER, "%s", why);
+        return -1;
     }
     m = e->deferred && e->failed == FOEHN_OK ? first_deferred(e) : NULL;
     return m ? (int)((m->rts_deadline - foehn_now()) * 1000) + 1 : -1;

@@ -55,6 +55,17 @@ PyObject *bytes_from(const void *data, size_t len)
     return out;
 }
 
+/* An allocating receive's message, as bytes. */
+static PyObject *received_bytes(foehn_request *req)
+{
+    void *data = NULL;
+    size_t len = 0;
+    foehn_request_take(req, &data, &len);
+    PyObject *b = bytes_from(data ? data : "", len);
+    free(data);
+    return b;
+}
+
 /* The request is complete with result rc: take its data, let go of everything,
  * and return the status tuple (or raise its failure). */
 static PyObject *request_finish(RequestObject *self, int rc, const foehn_msg_status *st,
@@ -63,21 +74,12 @@ static PyObject *request_finish(RequestObject *self, int rc, const foehn_msg_sta
     PyObject *result = NULL;
     int raised = 0;
     self->finished = 1; /* first: bytes_from may let another thread in */
-    if (rc == FOEHN_OK && self->allocating) {
-        void *data = NULL;
-        size_t len = 0;
-        foehn_request_take(self->req, &data, &len);
+    hold *h = self->h;
+    if (rc == FOEHN_OK && (self->allocating || (h && (h->blobs || h->pieces)))) {
         Py_CLEAR(self->data);
-        self->data = bytes_from(data ? data : "", len);
-        free(data);
-        raised = self->data == NULL;
-    } else if (rc == FOEHN_OK && self->h && self->h->blobs) {
-        Py_CLEAR(self->data);
-        self->data = blob_io_result(self->h->blobs);
-        raised = self->data == NULL;
-    } else if (rc == FOEHN_OK && self->h && self->h->pieces) {
-        Py_CLEAR(self->data);
-        self->data = pieces_io_result(self->h->pieces);
+        self->data = self->allocating ? received_bytes(self->req)
+                     : h->blobs       ? blob_io_result(h->blobs)
+                                      : pieces_io_result(h->pieces);
         raised = self->data == NULL;
     }
     if (!raised && rc == FOEHN_OK)
