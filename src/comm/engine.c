@@ -510,25 +510,44 @@ static void peer_read(foehn_engine *e, int r)
  * is under it; a waiter that reads its own message saves the wake-up of the
  * progress thread, which then finds the socket dry. Up to 64 peers: a larger job's
  * waiters leave the sockets to the progress thread. */
+/* Appends to fds (and who) the peers' sockets to watch: for reading, unless a copy out
+ * of that peer runs (peer->pulling); with writes, for writing what is queued. */
+static nfds_t watch_peers(foehn_engine *e, struct pollfd *fds, int *who, nfds_t n, bool writes)
+{
+    for (int r = 0; r < e->size; r++) {
+        foehn_peer *p = &e->peers[r];
+        short events = (short)((p->pulling ? 0 : POLLIN) |
+                               (writes && p->send_head ? POLLOUT : 0));
+        if (p->fd < 0 || p->gone || !events)
+            continue;
+        who[n] = r;
+        fds[n++] = (struct pollfd){.fd = p->fd, .events = events};
+    }
+    return n;
+}
+
+/* Writes and reads what poll found ready in fds[first..n). */
+static void serve_peers(foehn_engine *e, const struct pollfd *fds, const int *who, nfds_t first,
+                        nfds_t n)
+{
+    for (nfds_t i = first; i < n; i++) {
+        if (fds[i].revents & POLLOUT)
+            foehn_p2p_flush(e, who[i]);
+        if (fds[i].revents & (POLLIN | POLLHUP | POLLERR))
+            peer_read(e, who[i]);
+    }
+}
+
 bool foehn_engine_poll_once(foehn_engine *e)
 {
     struct pollfd fds[64];
     int who[64];
-    nfds_t n = 0;
     if (e->size > 64 || e->stopping)
         return false;
-    for (int r = 0; r < e->size; r++) {
-        foehn_peer *p = &e->peers[r];
-        if (p->fd < 0 || p->gone || p->pulling)
-            continue;
-        who[n] = r;
-        fds[n++] = (struct pollfd){.fd = p->fd, .events = POLLIN};
-    }
+    nfds_t n = watch_peers(e, fds, who, 0, false);
     if (!n || poll(fds, n, 0) <= 0)
         return false;
-    for (nfds_t i = 0; i < n; i++)
-        if (fds[i].revents & (POLLIN | POLLHUP | POLLERR))
-            peer_read(e, who[i]);
+    serve_peers(e, fds, who, 0, n);
     return true;
 }
 
@@ -541,17 +560,8 @@ static void *progress_main(void *arg)
     if (!fds || !who)
         foehn_engine_fail(e, FOEHN_ERR_NOMEM, "out of memory in the progress thread");
     while (fds && who && !e->stopping) {
-        nfds_t n = 0;
-        fds[n++] = (struct pollfd){.fd = e->wake_fd, .events = POLLIN};
-        for (int r = 0; r < e->size; r++) {
-            foehn_peer *p = &e->peers[r];
-            if (p->fd < 0 || p->gone || (p->pulling && !p->send_head))
-                continue;
-            who[n] = r;
-            fds[n++] = (struct pollfd){.fd = p->fd,
-                                       .events = (short)((p->pulling ? 0 : POLLIN) |
-                                                         (p->send_head ? POLLOUT : 0))};
-        }
+        fds[0] = (struct pollfd){.fd = e->wake_fd, .events = POLLIN};
+        nfds_t n = watch_peers(e, fds, who, 1, true);
         int wait_ms = foehn_p2p_pull_overdue(e);
         pthread_mutex_unlock(&e->mu);
         int ready = poll(fds, n, wait_ms);
@@ -564,14 +574,7 @@ static void *progress_main(void *arg)
                 /* EAGAIN: nothing to drain */
             }
         }
-        for (nfds_t i = 1; i < n; i++) {
-            if (!fds[i].revents)
-                continue;
-            if (fds[i].revents & POLLOUT)
-                foehn_p2p_flush(e, who[i]);
-            if (fds[i].revents & (POLLIN | POLLHUP | POLLERR))
-                peer_read(e, who[i]);
-        }
+        serve_peers(e, fds, who, 1, n);
     }
     pthread_mutex_unlock(&e->mu);
     free(fds);
