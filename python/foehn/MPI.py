@@ -1858,12 +1858,12 @@ class Comm:
         """Every rank's object, in rank order, as a list on every rank."""
         return _BlobCall("allgather_blob", (_dumps(sendobj),), _loads_all)
 
-    def _per_rank(self, sendobj, what: str) -> list[bytes]:
+    def _per_rank(self, sendobj, what: str, dump=_dumps) -> list:
         items = list(sendobj) if sendobj is not None else []
         if len(items) != self.size:
             raise ValueError(f"{what} needs one object per rank ({self.size}), "
                              f"not {len(items)}")
-        return [_dumps(x) for x in items]
+        return [dump(x) for x in items]
 
     def _o_scatter(self, sendobj=None, root: int = 0):
         """Item i of the root's sequence to rank i."""
@@ -1874,11 +1874,7 @@ class Comm:
         """Item j of rank i's sequence to rank j, as item i of its list. Arrays in the
         items travel from their memory: a nonblocking one's must not change before
         it completes (as in pympi and MPI)."""
-        items = list(sendobj) if sendobj is not None else []
-        if len(items) != self.size:
-            raise ValueError(f"alltoall needs one object per rank ({self.size}), "
-                             f"not {len(items)}")
-        return _BlobCall("alltoall_pieces", ([_dump_pieces(x) for x in items],),
+        return _BlobCall("alltoall_pieces", (self._per_rank(sendobj, "alltoall", _dump_pieces),),
                          _load_pieces_all)
 
     def _o_reduce(self, sendobj, op=SUM, root: int = 0):
