@@ -40,7 +40,8 @@ extern char **environ;
 /* The one engine of the process. Static, so that requests and communicators the
  * caller still holds after finalize can be released safely (their memory is theirs,
  * the engine's lock outlives everything). */
-static foehn_engine engine = {.mu = PTHREAD_MUTEX_INITIALIZER, .listen_fd = -1, .wake_fd = -1};
+static foehn_engine engine = {.mu = PTHREAD_MUTEX_INITIALIZER, .listen_fd = -1, .wake_fd = -1,
+                              .poll_fd = -1, .dead = -1};
 static bool initialized, finalized;
 static unsigned char token[FOEHN_WIRE_TOKEN];
 /* Random bytes a peer on this host reads out of this process (process_vm_readv) to
@@ -81,6 +82,15 @@ void foehn_engine_wake(foehn_engine *e)
     if (e->wake_fd >= 0 && write(e->wake_fd, &one, sizeof one) < 0) {
         /* EAGAIN: the counter is already non-zero, the thread will wake anyway. */
     }
+    foehn_engine_wake_poller(e);
+}
+
+void foehn_engine_wake_poller(foehn_engine *e)
+{
+    uint64_t one = 1;
+    if (e->poller && write(e->poll_fd, &one, sizeof one) < 0) {
+        /* EAGAIN: the same */
+    }
 }
 
 int foehn_engine_check(const foehn_engine *e, foehn_error *err)
@@ -105,6 +115,7 @@ void foehn_engine_fail(foehn_engine *e, int status, const char *fmt, ...)
     e->failure = strdup(buf);
     foehn_p2p_fail_all(e);
     pthread_cond_broadcast(&e->done_cv);
+    foehn_engine_wake_poller(e);
 }
 
 /* ---- connecting ---------------------------------------------------------- */
@@ -422,11 +433,29 @@ static void peer_closed(foehn_engine *e, int r, const char *why)
         foehn_p2p_peer_gone(e, r);
         return;
     }
+    if (e->failed == FOEHN_OK)
+        e->dead = r;
     foehn_engine_fail(e, FOEHN_ERR_PEER,
                       "rank %d (host %s) died: its connection %s without a goodbye "
                       "(the process ended, was killed, or its host went away); this rank (%d) "
                       "stops communicating",
                       r, foehn_engine_host(e, r), why, e->rank);
+}
+
+/* Peer r said goodbye, naming in tag (see wire.h) a death that made it stop. */
+static void peer_said_bye(foehn_engine *e, int r, uint32_t tag)
+{
+    int dead = (int)tag - 1;
+    if (tag && tag <= (uint32_t)e->size && dead != r && dead != e->rank &&
+        e->failed == FOEHN_OK) {
+        e->dead = dead;
+        foehn_engine_fail(e, FOEHN_ERR_PEER,
+                          "rank %d (host %s) died: rank %d saw its connection end without a "
+                          "goodbye and stopped; this rank (%d) stops communicating",
+                          dead, foehn_engine_host(e, dead), r, e->rank);
+    }
+    e->peers[r].said_bye = true;
+    foehn_p2p_peer_gone(e, r);
 }
 
 /* Reads what peer r has sent until the socket is dry; under e->mu. */
@@ -471,8 +500,7 @@ static void peer_read(foehn_engine *e, int r)
             p->hdr_got = 0;
             p->hdr_want = FOEHN_WIRE_HEADER;
             if (h.type == FOEHN_FRAME_BYE) {
-                p->said_bye = true;
-                foehn_p2p_peer_gone(e, r);
+                peer_said_bye(e, r, h.tag);
                 continue;
             }
             if (h.type == FOEHN_FRAME_CAPS) {
@@ -505,11 +533,6 @@ static void peer_read(foehn_engine *e, int r)
     }
 }
 
-/* A waiter's look at the sockets (request.c): reads what has arrived from any peer,
- * without waiting. Whoever holds e->mu may read, since every peer's receive state
- * is under it; a waiter that reads its own message saves the wake-up of the
- * progress thread, which then finds the socket dry. Up to 64 peers: a larger job's
- * waiters leave the sockets to the progress thread. */
 /* Appends to fds (and who) the peers' sockets to watch: for reading, unless a copy out
  * of that peer runs (peer->pulling); with writes, for writing what is queued. */
 static nfds_t watch_peers(foehn_engine *e, struct pollfd *fds, int *who, nfds_t n, bool writes)
@@ -538,22 +561,93 @@ static void serve_peers(foehn_engine *e, const struct pollfd *fds, const int *wh
     }
 }
 
+static void drain(int fd)
+{
+    uint64_t count;
+    if (read(fd, &count, sizeof count) < 0) {
+        /* EAGAIN: nothing to drain */
+    }
+}
+
+/* ---- waiters that drive ------------------------------------------------------
+ * A waiter that reads its own message itself saves the wake-up of the progress
+ * thread, and the progress thread that is woken for a message its waiter then reads
+ * costs a context switch for nothing: on a node with more ranks than cores the two
+ * halve small-message rates. So while a waiter waits it drives the sockets (up to
+ * DRIVE_MAX peers: a larger job's waiters leave them to the progress thread), and the
+ * progress thread watches only its eventfd, looking again every millisecond; it
+ * stays aside for PARK_S after the last driver left, since a program that waits in
+ * a loop is back within microseconds. Anything that needs the sockets served while
+ * no one waits (a large send, a death) is served within PARK_S. */
+#define DRIVE_MAX 64
+#define PARK_S 0.001
+
+void foehn_engine_drive_begin(foehn_engine *e)
+{
+    e->drivers++;
+}
+
+void foehn_engine_drive_end(foehn_engine *e)
+{
+    e->driven_at = foehn_now();
+    /* another waiter asleep on done_cv takes over the sockets */
+    if (--e->drivers > 0)
+        pthread_cond_broadcast(&e->done_cv);
+}
+
+static bool progress_parked(const foehn_engine *e)
+{
+    return e->size <= DRIVE_MAX && (e->drivers > 0 || foehn_now() - e->driven_at < PARK_S);
+}
+
 bool foehn_engine_poll_once(foehn_engine *e)
 {
-    struct pollfd fds[64];
-    int who[64];
-    if (e->size > 64 || e->stopping)
+    struct pollfd fds[DRIVE_MAX];
+    int who[DRIVE_MAX];
+    if (e->size > DRIVE_MAX || e->stopping)
         return false;
-    nfds_t n = watch_peers(e, fds, who, 0, false);
+    nfds_t n = watch_peers(e, fds, who, 0, true);
     if (!n || poll(fds, n, 0) <= 0)
         return false;
     serve_peers(e, fds, who, 0, n);
     return true;
 }
 
+/* The milliseconds poll() may sleep: until `until`, but no longer than an overdue
+ * deferred message (wait_ms, -1 for none) allows. */
+static int poll_ms(double until, int wait_ms)
+{
+    double left = until - foehn_now();
+    int ms = left <= 0 ? 0 : left > 3600 ? 3600000 : (int)(left * 1e3) + 1;
+    return wait_ms >= 0 && wait_ms < ms ? wait_ms : ms;
+}
+
+bool foehn_engine_poll_wait(foehn_engine *e, double until)
+{
+    struct pollfd fds[DRIVE_MAX + 1];
+    int who[DRIVE_MAX + 1];
+    if (e->size > DRIVE_MAX || e->stopping || e->poller)
+        return false;
+    fds[0] = (struct pollfd){.fd = e->poll_fd, .events = POLLIN};
+    nfds_t n = watch_peers(e, fds, who, 1, true);
+    int ms = poll_ms(until, foehn_p2p_pull_overdue(e));
+    e->poller = true;
+    pthread_mutex_unlock(&e->mu);
+    int ready = poll(fds, n, ms);
+    pthread_mutex_lock(&e->mu);
+    e->poller = false;
+    if (ready > 0 && fds[0].revents)
+        drain(e->poll_fd);
+    if (ready > 0)
+        serve_peers(e, fds, who, 1, n);
+    return true;
+}
+
 static void *progress_main(void *arg)
 {
     foehn_engine *e = arg;
+    /* named, so that top -H, perf and gdb tell it from the caller's threads */
+    prctl(PR_SET_NAME, "foehn-progress", 0, 0, 0);
     struct pollfd *fds = calloc((size_t)e->size + 1, sizeof *fds);
     int *who = calloc((size_t)e->size + 1, sizeof *who);
     pthread_mutex_lock(&e->mu);
@@ -561,19 +655,18 @@ static void *progress_main(void *arg)
         foehn_engine_fail(e, FOEHN_ERR_NOMEM, "out of memory in the progress thread");
     while (fds && who && !e->stopping) {
         fds[0] = (struct pollfd){.fd = e->wake_fd, .events = POLLIN};
-        nfds_t n = watch_peers(e, fds, who, 1, true);
         int wait_ms = foehn_p2p_pull_overdue(e);
+        bool parked = progress_parked(e);
+        nfds_t n = parked ? 1 : watch_peers(e, fds, who, 1, true);
+        if (parked)
+            wait_ms = poll_ms(foehn_now() + PARK_S, wait_ms);
         pthread_mutex_unlock(&e->mu);
         int ready = poll(fds, n, wait_ms);
         pthread_mutex_lock(&e->mu);
         if (ready < 0)
             continue; /* EINTR */
-        if (fds[0].revents) {
-            uint64_t count;
-            if (read(e->wake_fd, &count, sizeof count) < 0) {
-                /* EAGAIN: nothing to drain */
-            }
-        }
+        if (fds[0].revents)
+            drain(e->wake_fd);
         serve_peers(e, fds, who, 1, n);
     }
     pthread_mutex_unlock(&e->mu);
@@ -585,7 +678,8 @@ static void *progress_main(void *arg)
 static int start_progress(foehn_engine *e, foehn_error *err)
 {
     e->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (e->wake_fd < 0)
+    e->poll_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (e->wake_fd < 0 || e->poll_fd < 0)
         return foehn_fail(err, FOEHN_ERR_SYSTEM, "eventfd: %s", strerror(errno));
     /* The thread takes no signals: they belong to the caller's threads (Python's
      * handlers run on its main thread). */
@@ -620,7 +714,9 @@ static void release_sockets(foehn_engine *e)
         close(e->listen_fd);
     if (e->wake_fd >= 0)
         close(e->wake_fd);
-    e->listen_fd = e->wake_fd = -1;
+    if (e->poll_fd >= 0)
+        close(e->poll_fd);
+    e->listen_fd = e->wake_fd = e->poll_fd = -1;
 }
 
 static void release_all(foehn_engine *e)
@@ -857,7 +953,8 @@ void foehn_comm_finalize(void)
         if (p->fd < 0 || p->gone)
             continue;
         unsigned char bye[FOEHN_WIRE_HEADER];
-        foehn_wire_encode(bye, &(foehn_wire_header){.type = FOEHN_FRAME_BYE});
+        uint32_t dead = e->failed == FOEHN_ERR_PEER && e->dead >= 0 ? (uint32_t)e->dead + 1 : 0;
+        foehn_wire_encode(bye, &(foehn_wire_header){.type = FOEHN_FRAME_BYE, .tag = dead});
         if (!p->send_head)
             (void)!send(p->fd, bye, sizeof bye, MSG_DONTWAIT | MSG_NOSIGNAL);
         shutdown(p->fd, SHUT_WR);

@@ -147,6 +147,8 @@ struct foehn_engine {
     struct { unsigned long long addr; unsigned char bytes[16]; } *probes; /* engine.c's */
     int listen_fd;
     int wake_fd;                /* eventfd: wakes the progress thread */
+    int poll_fd;                /* eventfd: wakes a waiter asleep in poll() (its own, so
+                                 * that the progress thread cannot drain its wake-up) */
     pthread_t progress;
     bool progress_started, stopping;
     foehn_request *posted_head, *posted_tail;
@@ -155,11 +157,17 @@ struct foehn_engine {
     uint32_t next_ctx;
     int failed;                 /* FOEHN_OK, or why every operation now fails */
     char *failure;              /* its sentence */
+    int dead;                   /* the world rank whose death failed the engine, or -1 */
     foehn_comm *world, *self;
     foehn_comm *comms;          /* every communicator not yet released */
     int workers;                /* worker threads still running */
     double timeout;             /* foehn_comm_timeout() */
     int spin_us;                /* how long a waiter watches before it sleeps (request.c) */
+    /* Waiters that drive the sockets themselves (foehn_engine_drive_*): while there is
+     * one, and for a moment after, the progress thread leaves the sockets to them. */
+    int drivers;
+    double driven_at;           /* when the last driver left */
+    bool poller;                /* a driver sleeps in poll(), without e->mu */
 };
 
 /* The process's engine, or NULL before init and after finalize. */
@@ -170,10 +178,20 @@ foehn_engine *foehn_engine_get(void);
 int foehn_comm_init_pm(struct foehn_pm *pm, bool own_pm, foehn_comm **world, foehn_comm **self,
                        double timeout, foehn_error *err);
 
-/* Under e->mu. */
+/* Under e->mu: wakes the progress thread, and a waiter asleep in poll(); the second
+ * wakes only the waiter. */
 void foehn_engine_wake(foehn_engine *e);
+void foehn_engine_wake_poller(foehn_engine *e);
 /* Reads whatever has arrived on the sockets, without waiting; whether anything had. */
 bool foehn_engine_poll_once(foehn_engine *e);
+/* A waiter's part in progress, between drive_begin and drive_end: it reads and writes
+ * the sockets itself, with poll_once while it spins and poll_wait when it would sleep,
+ * and the progress thread stands aside. poll_wait sleeps in poll() until something
+ * comes or until `until`; false when it cannot (another waiter already polls, the
+ * engine is stopping, or the job is too large), and the caller sleeps on done_cv. */
+void foehn_engine_drive_begin(foehn_engine *e);
+void foehn_engine_drive_end(foehn_engine *e);
+bool foehn_engine_poll_wait(foehn_engine *e, double until);
 void foehn_engine_fail(foehn_engine *e, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* The process rank's host, for messages ("?" when unknown). */

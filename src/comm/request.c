@@ -36,10 +36,13 @@ void foehn_request_complete(foehn_engine *e, foehn_request *r, int result, const
     r->status.error = result;
     if (result != FOEHN_OK && message)
         r->message = strdup(message);
-    /* last, and atomically: a spinning waiter (spin_until_complete) reads it
-     * without the lock, and then everything above must be there */
+    /* last, and atomically: whoever reads it without the lock then sees everything
+     * above */
     __atomic_store_n(&r->complete, true, __ATOMIC_RELEASE);
     pthread_cond_broadcast(&e->done_cv);
+    /* a waiter asleep in poll() (foehn_engine_poll_wait) sees no condition variable:
+     * whatever completes while it sleeps is some other thread's doing */
+    foehn_engine_wake_poller(e);
 }
 
 void foehn_request_failf(foehn_engine *e, foehn_request *r, int result, const char *fmt, ...)
@@ -121,43 +124,66 @@ static double deadline_for(double timeout)
     return foehn_now() + (timeout < 0 ? foehn_comm_timeout() : timeout);
 }
 
-/* Under e->mu, which it drops while it yields. A message on its way completes its
- * request within microseconds; a waiter asleep on done_cv costs a second thread
- * wake-up after the progress thread's, the larger part of a small message's
- * latency. So a waiter first watches for e->spin_us microseconds
- * (foehn_engine_spin_us) and sleeps only after that; while it watches it reads the
- * sockets itself (foehn_engine_poll_once), so that its message needs no thread to
- * wake at all. It yields the core between looks: on a node with more threads than
- * cores the peer that will answer may be waiting for this very core. */
-static void spin_until_complete(foehn_engine *e, foehn_request *r)
+/* Under e->mu, which it drops while it yields or polls. A message on its way
+ * completes its request within microseconds; a waiter asleep on done_cv costs a
+ * second thread wake-up after the progress thread's, the larger part of a small
+ * message's latency. So a waiter drives the sockets itself (foehn_engine_drive_begin):
+ * for e->spin_us microseconds (foehn_engine_spin_us) it looks without sleeping
+ * (foehn_engine_poll_once), yielding the core between looks, since on a node with
+ * more threads than cores the peer that will answer may be waiting for this very
+ * core; after that it sleeps in poll() on the sockets (foehn_engine_poll_wait), or
+ * on done_cv while another waiter polls. */
+typedef struct {
+    double spin_until, deadline;
+} wait_clock;
+
+static wait_clock wait_start(foehn_engine *e, double deadline)
 {
-    if (e->spin_us <= 0)
-        return;
-    double until = foehn_now() + e->spin_us * 1e-6;
-    while (!r->complete && foehn_now() < until) {
-        if (foehn_engine_poll_once(e))
-            continue;
-        pthread_mutex_unlock(&e->mu);
-        sched_yield();
-        pthread_mutex_lock(&e->mu);
+    foehn_engine_drive_begin(e);
+    double now = foehn_now();
+    return (wait_clock){.spin_until = e->spin_us > 0 ? now + e->spin_us * 1e-6 : now,
+                        .deadline = deadline};
+}
+
+/* One step of a wait whose request is not complete yet; false once the deadline has
+ * passed. */
+static bool wait_step(foehn_engine *e, const wait_clock *w)
+{
+    double now = foehn_now();
+    if (now >= w->deadline)
+        return false;
+    if (now < w->spin_until) {
+        if (!foehn_engine_poll_once(e)) {
+            pthread_mutex_unlock(&e->mu);
+            sched_yield();
+            pthread_mutex_lock(&e->mu);
+        }
+        return true;
     }
+    double until = now + WAIT_SLICE < w->deadline ? now + WAIT_SLICE : w->deadline;
+    if (foehn_engine_poll_wait(e, until))
+        return true;
+    return sleep_until(e, w->deadline);
 }
 
 int foehn_request_wait_locked(foehn_engine *e, foehn_request *r, double deadline,
                               const char *what, foehn_error *err)
 {
-    if (!r->complete)
-        spin_until_complete(e, r);
-    while (!r->complete) {
-        if (!sleep_until(e, deadline)) {
-            char desc[256];
-            foehn_request_describe(r, desc, sizeof desc);
-            return foehn_fail(err, FOEHN_ERR_TIMEOUT,
-                              "%s on rank %d timed out waiting for %s (FOEHN_COMM_TIMEOUT=%.0f s "
-                              "bounds every wait): is a peer stuck, or did the ranks call "
-                              "different operations?",
-                              what, r->comm->rank, desc, foehn_comm_timeout());
-        }
+    if (r->complete)
+        return FOEHN_OK;
+    wait_clock w = wait_start(e, deadline);
+    bool in_time = true;
+    while (!r->complete && (in_time = wait_step(e, &w))) {
+    }
+    foehn_engine_drive_end(e);
+    if (!in_time) {
+        char desc[256];
+        foehn_request_describe(r, desc, sizeof desc);
+        return foehn_fail(err, FOEHN_ERR_TIMEOUT,
+                          "%s on rank %d timed out waiting for %s (FOEHN_COMM_TIMEOUT=%.0f s "
+                          "bounds every wait): is a peer stuck, or did the ranks call "
+                          "different operations?",
+                          what, r->comm->rank, desc, foehn_comm_timeout());
     }
     return FOEHN_OK;
 }
@@ -206,8 +232,8 @@ static int wait_for(foehn_request *const *reqs, size_t n, double timeout, size_t
             e = reqs[i]->comm->engine;
     if (!e)
         return FOEHN_OK;
-    double deadline = deadline_for(timeout);
     pthread_mutex_lock(&e->mu);
+    wait_clock w = wait_start(e, deadline_for(timeout));
     int rc = FOEHN_OK;
     for (;;) {
         for (size_t i = 0; i < n; i++) {
@@ -223,13 +249,14 @@ static int wait_for(foehn_request *const *reqs, size_t n, double timeout, size_t
         }
         if (*index != (size_t)-1)
             break;
-        if (!sleep_until(e, deadline)) {
+        if (!wait_step(e, &w)) {
             rc = foehn_fail(err, FOEHN_ERR_TIMEOUT,
                             "waiting for any of %zu requests timed out (FOEHN_COMM_TIMEOUT=%.0f s)",
                             n, foehn_comm_timeout());
             break;
         }
     }
+    foehn_engine_drive_end(e);
     pthread_mutex_unlock(&e->mu);
     return rc;
 }

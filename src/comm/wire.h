@@ -8,7 +8,10 @@
  * Then frames, each a fixed header and a payload:
  *   type (u32) | context (u32) | tag (u32) | kind (u32) | length (u64)
  * all big-endian. type DATA carries length payload bytes; BYE (no payload) says the
- * sender has finalized: its connection closing afterwards is not a death.
+ * sender has finalized: its connection closing afterwards is not a death. A BYE's
+ * tag, when not 0, is 1 + the world rank whose death made the sender stop: the peers
+ * learn of a death from whoever saw it first, even where their own connection to
+ * the dead rank has not ended yet (a process's sockets close one by one as it exits).
  */
 #ifndef FOEHN_COMM_WIRE_H
 #define FOEHN_COMM_WIRE_H
