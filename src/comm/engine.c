@@ -626,11 +626,16 @@ bool foehn_engine_poll_wait(foehn_engine *e, double until)
 {
     struct pollfd fds[DRIVE_MAX + 1];
     int who[DRIVE_MAX + 1];
-    if (e->size > DRIVE_MAX || e->stopping || e->poller)
+    if (e->size > DRIVE_MAX)
+        return false;
+    /* first: it may drop e->mu while it copies, and what is watched must be chosen
+     * after that */
+    int overdue = foehn_p2p_pull_overdue(e);
+    if (e->stopping || e->poller)
         return false;
     fds[0] = (struct pollfd){.fd = e->poll_fd, .events = POLLIN};
     nfds_t n = watch_peers(e, fds, who, 1, true);
-    int ms = poll_ms(until, foehn_p2p_pull_overdue(e));
+    int ms = poll_ms(until, overdue);
     e->poller = true;
     pthread_mutex_unlock(&e->mu);
     int ready = poll(fds, n, ms);
