@@ -396,28 +396,55 @@ int foehn_coll_recv_blob(foehn_coll *c, int source, void **data, size_t *len)
 
 /* ---- the worker thread of nonblocking collectives ------------------------------ */
 
+/* Under e->mu, which it drops while the job runs: the next queued job of comm, when
+ * there is one and none runs; whether it ran one. One at a time, in order: jobs
+ * were numbered when they were started, and each waits for its peers' like-numbered
+ * ones. */
+static bool run_next_job(foehn_comm *comm)
+{
+    foehn_engine *e = comm->engine;
+    struct foehn_coll_job *job = comm->jobs_head;
+    if (!job || comm->job_running)
+        return false;
+    comm->jobs_head = job->next;
+    if (!comm->jobs_head)
+        comm->jobs_tail = NULL;
+    comm->job_running = true;
+    pthread_mutex_unlock(&e->mu);
+    int rc = job->run(&job->coll, job->args);
+    if (job->free_args)
+        job->free_args(job->args);
+    pthread_mutex_lock(&e->mu);
+    comm->job_running = false;
+    foehn_request_complete(e, job->req, rc, rc == FOEHN_OK ? NULL : job->err.message);
+    foehn_request_unref(e, job->req); /* the job's hold */
+    free(job);
+    return true;
+}
+
+bool foehn_comm_help(foehn_comm *comm)
+{
+    return run_next_job(comm);
+}
+
+void foehn_comm_helped(foehn_comm *comm)
+{
+    if (comm->jobs_head && !comm->job_running)
+        pthread_cond_signal(&comm->jobs_cv);
+}
+
 static void *worker_main(void *arg)
 {
     foehn_comm *comm = arg;
     foehn_engine *e = comm->engine;
     pthread_mutex_lock(&e->mu);
     for (;;) {
-        while (!comm->jobs_head && !comm->worker_stop)
-            pthread_cond_wait(&comm->jobs_cv, &e->mu);
-        struct foehn_coll_job *job = comm->jobs_head;
-        if (!job)
+        if (run_next_job(comm))
+            continue;
+        if (comm->worker_stop && !comm->jobs_head)
             break;
-        comm->jobs_head = job->next;
-        if (!comm->jobs_head)
-            comm->jobs_tail = NULL;
-        pthread_mutex_unlock(&e->mu);
-        int rc = job->run(&job->coll, job->args);
-        if (job->free_args)
-            job->free_args(job->args);
-        pthread_mutex_lock(&e->mu);
-        foehn_request_complete(e, job->req, rc, rc == FOEHN_OK ? NULL : job->err.message);
-        foehn_request_unref(e, job->req); /* the worker's hold */
-        free(job);
+        /* woken by a new job, by the stop, or by a waiter that ran jobs and left */
+        pthread_cond_wait(&comm->jobs_cv, &e->mu);
     }
     comm->worker_started = false;
     e->workers--;
@@ -473,7 +500,7 @@ int foehn_coll_start(foehn_comm *comm, int kind, int (*run)(foehn_coll *c, void 
         if (rc == FOEHN_OK) {
             r->kind = (uint32_t)kind;
             r->tag = coll_tag(&job->coll);
-            r->refs++; /* the worker's hold */
+            r->refs++; /* the job's hold */
             job->req = r;
             job->run = run;
             job->args = args;

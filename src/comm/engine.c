@@ -791,6 +791,7 @@ static int join(foehn_engine *e, double timeout, foehn_error *err)
     e->size = e->pm->size;
     e->timeout = foehn_comm_timeout();
     e->spin_us = foehn_engine_spin_us();
+    e->spin_credit = 8; /* SPIN_CREDIT_MAX: spin until waits prove long */
     e->hostname = strdup(e->pm->job.hostname ? e->pm->job.hostname : "?");
     e->peers = calloc((size_t)e->size, sizeof *e->peers);
     e->hosts = calloc((size_t)e->size, sizeof *e->hosts);

@@ -127,6 +127,7 @@ struct foehn_comm {
     /* the worker thread of nonblocking collectives, started on first use */
     pthread_t worker;
     bool worker_started, worker_stop;
+    bool job_running;           /* a job runs, on the worker or on a waiter (comm.c) */
     struct foehn_coll_job *jobs_head, *jobs_tail; /* comm.c's */
     pthread_cond_t jobs_cv;
     struct foehn_comm *next_comm, *prev_comm; /* the engine's list of live communicators */
@@ -163,6 +164,7 @@ struct foehn_engine {
     int workers;                /* worker threads still running */
     double timeout;             /* foehn_comm_timeout() */
     int spin_us;                /* how long a waiter watches before it sleeps (request.c) */
+    int spin_credit;            /* whether waits are short enough to spin (request.c) */
     /* Waiters that drive the sockets themselves (foehn_engine_drive_*): while there is
      * one, and for a moment after, the progress thread leaves the sockets to them. */
     int drivers;
@@ -241,6 +243,13 @@ int foehn_comm_create(foehn_engine *e, uint32_t ctx, const int *world_of, int si
                       foehn_comm **out, foehn_error *err);
 void foehn_comm_unref_locked(foehn_comm *comm);
 void foehn_comm_destroy_all(foehn_engine *e);
+/* Under e->mu. A waiter for one of comm's nonblocking collectives runs the next
+ * queued job itself when none is running (foehn_comm_help: whether it ran one), so
+ * that a program waiting on its ialltoalls does not hand every message to the worker
+ * thread; foehn_comm_helped, when it stops waiting, gives what is left back to the
+ * worker. */
+bool foehn_comm_help(foehn_comm *comm);
+void foehn_comm_helped(foehn_comm *comm);
 
 /* The error sentence when the engine is unusable (failed, finalized): FOEHN_OK or the
  * failure with err set. Under e->mu. */

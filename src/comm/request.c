@@ -132,17 +132,47 @@ static double deadline_for(double timeout)
  * (foehn_engine_poll_once), yielding the core between looks, since on a node with
  * more threads than cores the peer that will answer may be waiting for this very
  * core; after that it sleeps in poll() on the sockets (foehn_engine_poll_wait), or
- * on done_cv while another waiter polls. */
+ * on done_cv while another waiter polls.
+ *
+ * Spinning pays only when waits are short. Where most take longer (the peers are
+ * busy, or ranks outnumber cores and the spinning takes the core from the rank that
+ * would answer), it is CPU taken from the work: 2,000 mixed-size ialltoalls on 4
+ * ranks over 2 cores, most waits 0.1-1 ms, ran 30% faster without it. So each wait
+ * that ends within spin_us earns a credit, each longer one loses two, and a waiter
+ * spins only while the credit is at least SPIN_CREDIT_MIN (about two waits in three
+ * short); a wait that did not spin still counts, so that spinning comes back once
+ * waits are short again. */
+#define SPIN_CREDIT_MAX 8
+#define SPIN_CREDIT_MIN 4
+
 typedef struct {
-    double spin_until, deadline;
+    double started, spin_until, deadline;
+    foehn_comm *help; /* whose queued nonblocking collectives the waiter may run */
 } wait_clock;
 
-static wait_clock wait_start(foehn_engine *e, double deadline)
+/* help: a request the waiter waits for, or NULL; when it is a nonblocking collective
+ * the waiter runs its communicator's queued jobs itself (foehn_comm_help). */
+static wait_clock wait_start(foehn_engine *e, double deadline, const foehn_request *help)
 {
     foehn_engine_drive_begin(e);
     double now = foehn_now();
-    return (wait_clock){.spin_until = e->spin_us > 0 ? now + e->spin_us * 1e-6 : now,
-                        .deadline = deadline};
+    bool spin = e->spin_us > 0 && e->spin_credit >= SPIN_CREDIT_MIN;
+    return (wait_clock){.started = now,
+                        .spin_until = spin ? now + e->spin_us * 1e-6 : now,
+                        .deadline = deadline,
+                        .help = help && help->type == REQ_COLL ? help->comm : NULL};
+}
+
+static void wait_end(foehn_engine *e, const wait_clock *w)
+{
+    if (w->help)
+        foehn_comm_helped(w->help);
+    foehn_engine_drive_end(e);
+    bool short_wait = foehn_now() - w->started <= e->spin_us * 1e-6;
+    if (short_wait && e->spin_credit < SPIN_CREDIT_MAX)
+        e->spin_credit++;
+    else if (!short_wait)
+        e->spin_credit = e->spin_credit > 2 ? e->spin_credit - 2 : 0;
 }
 
 /* One step of a wait whose request is not complete yet; false once the deadline has
@@ -152,6 +182,8 @@ static bool wait_step(foehn_engine *e, const wait_clock *w)
     double now = foehn_now();
     if (now >= w->deadline)
         return false;
+    if (w->help && foehn_comm_help(w->help))
+        return true;
     if (now < w->spin_until) {
         if (!foehn_engine_poll_once(e)) {
             pthread_mutex_unlock(&e->mu);
@@ -171,11 +203,11 @@ int foehn_request_wait_locked(foehn_engine *e, foehn_request *r, double deadline
 {
     if (r->complete)
         return FOEHN_OK;
-    wait_clock w = wait_start(e, deadline);
+    wait_clock w = wait_start(e, deadline, r);
     bool in_time = true;
     while (!r->complete && (in_time = wait_step(e, &w))) {
     }
-    foehn_engine_drive_end(e);
+    wait_end(e, &w);
     if (!in_time) {
         char desc[256];
         foehn_request_describe(r, desc, sizeof desc);
@@ -233,7 +265,11 @@ static int wait_for(foehn_request *const *reqs, size_t n, double timeout, size_t
     if (!e)
         return FOEHN_OK;
     pthread_mutex_lock(&e->mu);
-    wait_clock w = wait_start(e, deadline_for(timeout));
+    const foehn_request *coll = NULL;
+    for (size_t i = 0; i < n && !coll; i++)
+        if (reqs[i] && reqs[i]->type == REQ_COLL && !reqs[i]->complete)
+            coll = reqs[i];
+    wait_clock w = wait_start(e, deadline_for(timeout), coll);
     int rc = FOEHN_OK;
     for (;;) {
         for (size_t i = 0; i < n; i++) {
@@ -256,7 +292,7 @@ static int wait_for(foehn_request *const *reqs, size_t n, double timeout, size_t
             break;
         }
     }
-    foehn_engine_drive_end(e);
+    wait_end(e, &w);
     pthread_mutex_unlock(&e->mu);
     return rc;
 }
