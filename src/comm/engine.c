@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "comm/coll.h"
+#include "comm/shm.h"
 #include "common/clock.h"
 #include "common/error.h"
 #include "common/fdio.h"
@@ -507,6 +508,13 @@ static void peer_read(foehn_engine *e, int r)
                 p->peer_pulls = true;
                 continue;
             }
+            if (h.type == FOEHN_FRAME_SEG) {
+                /* unmappable: its messages are read with single copy instead */
+                if (p->pull_ok && !p->shm_in)
+                    p->shm_in = foehn_shm_in_open(p->pid, (int)h.tag, h.len,
+                                                  (size_t)h.kind << 12);
+                continue;
+            }
             if (h.type == FOEHN_FRAME_ACK) {
                 foehn_p2p_ack_arrived(e, r, h.tag);
                 continue;
@@ -714,6 +722,10 @@ static void release_sockets(foehn_engine *e)
             free(p->msg);
         }
         p->msg = NULL;
+        foehn_shm_out_free(p->shm_out);
+        foehn_shm_in_free(p->shm_in);
+        p->shm_out = NULL;
+        p->shm_in = NULL;
     }
     if (e->listen_fd >= 0)
         close(e->listen_fd);

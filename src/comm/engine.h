@@ -103,6 +103,9 @@ typedef struct foehn_peer {
     bool pulling;           /* a thread copies this peer's message without the lock:
                              * nobody reads its socket meanwhile */
     bool peer_pulls;        /* the peer said it can read this process's memory */
+    struct foehn_shm_out *shm_out; /* staging for messages to it (shm.h), made on use */
+    bool shm_out_failed;    /* no segment could be made: do not try again */
+    struct foehn_shm_in *shm_in;   /* its staging segment, mapped here */
     /* receiving (the progress thread's own) */
     unsigned char hdr[FOEHN_WIRE_HEADER + FOEHN_WIRE_RTS_BODY];
     size_t hdr_got, hdr_want;

@@ -11,6 +11,7 @@
 
 #include "comm/coll.h"
 #include "comm/engine.h"
+#include "comm/shm.h"
 #include "common/clock.h"
 #include "common/error.h"
 
@@ -300,9 +301,40 @@ static void send_control(foehn_engine *e, int dest, uint32_t type, uint32_t tag)
     enqueue(e, dest, r);
 }
 
-/* Copies len bytes at addr in process pid into dst (one copy, no socket). */
-static int pull(int pid, unsigned char *dst, uint64_t addr, size_t len)
+/* The staging segment for messages to dest, made (and announced: SEG, ahead of the
+ * RTS that first uses it) on first use; NULL when none can be had. */
+static foehn_shm_out *staging_for(foehn_engine *e, int dest)
 {
+    foehn_peer *p = &e->peers[dest];
+    if (p->shm_out || p->shm_out_failed)
+        return p->shm_out;
+    foehn_request *r = foehn_request_new(e->world, REQ_SEND);
+    if (!r || !(p->shm_out = foehn_shm_out_new())) {
+        p->shm_out_failed = true;
+        if (r)
+            foehn_request_unref(e, r);
+        return NULL;
+    }
+    int fd;
+    uint64_t base;
+    size_t size;
+    foehn_shm_out_describe(p->shm_out, &fd, &base, &size);
+    r->dest = dest;
+    foehn_wire_encode(r->header, &(foehn_wire_header){.type = FOEHN_FRAME_SEG,
+                                                      .tag = (uint32_t)fd,
+                                                      .kind = (uint32_t)(size >> 12),
+                                                      .len = base});
+    enqueue(e, dest, r);
+    return p->shm_out;
+}
+
+/* Copies len bytes at addr in peer p's memory into dst: out of its staging segment
+ * when they lie there, else with one process_vm_readv (no socket either way). */
+static int pull(const foehn_peer *p, unsigned char *dst, uint64_t addr, size_t len)
+{
+    if (foehn_shm_read(p->shm_in, dst, addr, len))
+        return 0;
+    int pid = p->pid;
     size_t done = 0;
     while (done < len) {
         struct iovec local = {dst + done, len - done};
@@ -326,7 +358,7 @@ static int pull_unlocked(foehn_engine *e, int src, unsigned char *dst, uint64_t 
     foehn_peer *p = &e->peers[src];
     p->pulling = true;
     pthread_mutex_unlock(&e->mu);
-    int rc = pull(p->pid, dst, addr, len);
+    int rc = pull(p, dst, addr, len);
     int saved = errno;
     pthread_mutex_lock(&e->mu);
     p->pulling = false;
@@ -461,6 +493,8 @@ void foehn_p2p_ack_arrived(foehn_engine *e, int src, uint32_t id)
             continue;
         *at = r->next_send;
         r->next_send = NULL;
+        if (p->shm_out)
+            foehn_shm_release(p->shm_out, id);
         foehn_request_complete(e, r, FOEHN_OK, NULL);
         foehn_request_unref(e, r); /* the queue's hold */
         return;
@@ -526,6 +560,10 @@ int foehn_p2p_isend_locked(foehn_comm *comm, uint32_t ctx, uint32_t kind, const 
         r->rts = true;
         r->rts_id = ++p->next_rts;
         uint64_t addr = (uint64_t)(uintptr_t)buf;
+        foehn_shm_out *staging = len <= FOEHN_SHM_STAGE_MAX ? staging_for(e, world) : NULL;
+        void *staged = staging ? foehn_shm_stage(staging, buf, len, r->rts_id) : NULL;
+        if (staged)
+            addr = (uint64_t)(uintptr_t)staged;
         foehn_wire_put32(r->rts_body, (uint32_t)(addr >> 32));
         foehn_wire_put32(r->rts_body + 4, (uint32_t)addr);
         foehn_wire_put32(r->rts_body + 8, r->rts_id);

@@ -36,6 +36,10 @@ enum {
     FOEHN_FRAME_RTS = 3,
     FOEHN_FRAME_ACK = 4,
     FOEHN_FRAME_CAPS = 5,
+    /* Sent once, before the first RTS whose payload lies in the sender's staging
+     * segment for this peer (shm.h): tag = the segment's memfd in the sender, kind =
+     * its size in 4 KiB pages, length = its address in the sender. */
+    FOEHN_FRAME_SEG = 6,
 };
 
 #define FOEHN_WIRE_RTS_BODY 16

@@ -1,0 +1,155 @@
+#include "comm/shm.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Per peer: room for two messages of FOEHN_SHM_STAGE_MAX in flight; pages are only
+ * taken as they are first written. */
+#define SEGMENT_SIZE (2 * FOEHN_SHM_STAGE_MAX)
+/* Parts in flight at once; more wait for a free one by going by single copy. */
+#define PARTS_MAX 64
+/* The largest segment a peer may announce (a garbage SEG frame maps nothing). */
+#define SEGMENT_MAX ((size_t)1 << 30)
+
+/* A ring of parts, allocated at head and freed in any order; tail follows the oldest
+ * part still in use. Positions grow without end (they are taken modulo the size). */
+struct foehn_shm_out {
+    int fd;
+    unsigned char *base;
+    size_t size;
+    uint64_t head, tail;
+    struct part {
+        uint64_t start, end;
+        uint32_t id;
+        bool freed;
+    } parts[PARTS_MAX];
+    unsigned first, count; /* parts[first .. first + count) in order, circularly */
+};
+
+struct foehn_shm_in {
+    unsigned char *map;
+    uint64_t base;
+    size_t size;
+};
+
+foehn_shm_out *foehn_shm_out_new(void)
+{
+    foehn_shm_out *out = calloc(1, sizeof *out);
+    if (!out)
+        return NULL;
+    out->fd = memfd_create("foehn-stage", MFD_CLOEXEC);
+    out->size = SEGMENT_SIZE;
+    if (out->fd < 0 || ftruncate(out->fd, (off_t)out->size) != 0) {
+        if (out->fd >= 0)
+            close(out->fd);
+        free(out);
+        return NULL;
+    }
+    void *p = mmap(NULL, out->size, PROT_READ | PROT_WRITE, MAP_SHARED, out->fd, 0);
+    if (p == MAP_FAILED) {
+        close(out->fd);
+        free(out);
+        return NULL;
+    }
+    out->base = p;
+    return out;
+}
+
+void foehn_shm_out_free(foehn_shm_out *out)
+{
+    if (!out)
+        return;
+    munmap(out->base, out->size);
+    close(out->fd);
+    free(out);
+}
+
+void foehn_shm_out_describe(const foehn_shm_out *out, int *fd, uint64_t *base, size_t *size)
+{
+    *fd = out->fd;
+    *base = (uint64_t)(uintptr_t)out->base;
+    *size = out->size;
+}
+
+void *foehn_shm_stage(foehn_shm_out *out, const void *buf, size_t len, uint32_t id)
+{
+    if (!len || len > out->size / 2 || out->count == PARTS_MAX)
+        return NULL;
+    uint64_t start = out->head;
+    size_t off = (size_t)(start % out->size);
+    if (off + len > out->size)
+        start += out->size - off; /* a part never wraps: skip the end */
+    if (start + len - out->tail > out->size)
+        return NULL;
+    struct part *p = &out->parts[(out->first + out->count++) % PARTS_MAX];
+    *p = (struct part){.start = start, .end = start + len, .id = id};
+    out->head = start + len;
+    unsigned char *at = out->base + start % out->size;
+    memcpy(at, buf, len);
+    return at;
+}
+
+bool foehn_shm_release(foehn_shm_out *out, uint32_t id)
+{
+    bool found = false;
+    for (unsigned i = 0; i < out->count && !found; i++) {
+        struct part *p = &out->parts[(out->first + i) % PARTS_MAX];
+        if (!p->freed && p->id == id)
+            found = p->freed = true;
+    }
+    while (out->count && out->parts[out->first].freed) {
+        out->first = (out->first + 1) % PARTS_MAX;
+        out->count--;
+    }
+    if (!out->count) /* empty: start again at the front, whose pages are warm */
+        out->head = 0;
+    out->tail = out->count ? out->parts[out->first].start : out->head;
+    return found;
+}
+
+foehn_shm_in *foehn_shm_in_open(int pid, int fd, uint64_t base, size_t size)
+{
+    if (pid <= 0 || fd < 0 || !size || size > SEGMENT_MAX || base + size < base)
+        return NULL;
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/fd/%d", pid, fd);
+    int mine = open(path, O_RDONLY | O_CLOEXEC);
+    if (mine < 0)
+        return NULL;
+    struct stat st;
+    void *map = MAP_FAILED;
+    /* the file must be at least as large as announced, or reading it would fault */
+    if (fstat(mine, &st) == 0 && S_ISREG(st.st_mode) && (uint64_t)st.st_size >= size)
+        map = mmap(NULL, size, PROT_READ, MAP_SHARED, mine, 0);
+    close(mine);
+    if (map == MAP_FAILED)
+        return NULL;
+    foehn_shm_in *in = calloc(1, sizeof *in);
+    if (!in) {
+        munmap(map, size);
+        return NULL;
+    }
+    *in = (foehn_shm_in){.map = map, .base = base, .size = size};
+    return in;
+}
+
+void foehn_shm_in_free(foehn_shm_in *in)
+{
+    if (!in)
+        return;
+    munmap(in->map, in->size);
+    free(in);
+}
+
+bool foehn_shm_read(const foehn_shm_in *in, void *dst, uint64_t addr, size_t len)
+{
+    if (!in || addr < in->base || addr - in->base > in->size || len > in->size - (addr - in->base))
+        return false;
+    memcpy(dst, in->map + (addr - in->base), len);
+    return true;
+}
