@@ -80,7 +80,11 @@ const char *foehn_engine_host(const foehn_engine *e, int world_rank)
 void foehn_engine_wake(foehn_engine *e)
 {
     uint64_t one = 1;
-    if (e->wake_fd >= 0 && write(e->wake_fd, &one, sizeof one) < 0) {
+    /* Only a progress thread asleep on the sockets needs telling: one that stands
+     * aside for a waiter (progress_parked) looks at everything anew each millisecond,
+     * and one that holds the lock will look before it sleeps. Waking it for nothing
+     * cost a context switch per same-host message. */
+    if (e->progress_watching && write(e->wake_fd, &one, sizeof one) < 0) {
         /* EAGAIN: the counter is already non-zero, the thread will wake anyway. */
     }
     foehn_engine_wake_poller(e);
@@ -673,9 +677,11 @@ static void *progress_main(void *arg)
         nfds_t n = parked ? 1 : watch_peers(e, fds, who, 1, true);
         if (parked)
             wait_ms = poll_ms(foehn_now() + PARK_S, wait_ms);
+        e->progress_watching = !parked;
         pthread_mutex_unlock(&e->mu);
         int ready = poll(fds, n, wait_ms);
         pthread_mutex_lock(&e->mu);
+        e->progress_watching = false;
         if (ready < 0)
             continue; /* EINTR */
         if (fds[0].revents)

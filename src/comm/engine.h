@@ -127,6 +127,9 @@ struct foehn_comm {
     int refs;               /* the caller's hold and one per pending request */
     bool freed;             /* the caller let go */
     bool builtin;           /* COMM_WORLD or COMM_SELF */
+    /* every member names the same host: collectives then choose algorithms for shared
+     * memory (the same choice on every rank, since every rank knows every host) */
+    bool one_host;
     /* the worker thread of nonblocking collectives, started on first use */
     pthread_t worker;
     bool worker_started, worker_stop;
@@ -173,6 +176,7 @@ struct foehn_engine {
     int drivers;
     double driven_at;           /* when the last driver left */
     bool poller;                /* a driver sleeps in poll(), without e->mu */
+    bool progress_watching;     /* the progress thread sleeps in poll() on the sockets */
 };
 
 /* The process's engine, or NULL before init and after finalize. */
