@@ -487,14 +487,14 @@ void foehn_p2p_rts_arrived(foehn_engine *e, int src, const foehn_wire_header *h,
 void foehn_p2p_ack_arrived(foehn_engine *e, int src, uint32_t id)
 {
     foehn_peer *p = &e->peers[src];
+    if (p->shm_out && foehn_shm_release(p->shm_out, id))
+        return; /* a staged message: its send completed when it was written */
     for (foehn_request **at = &p->acks; *at; at = &(*at)->next_send) {
         foehn_request *r = *at;
         if (r->rts_id != id)
             continue;
         *at = r->next_send;
         r->next_send = NULL;
-        if (p->shm_out)
-            foehn_shm_release(p->shm_out, id);
         foehn_request_complete(e, r, FOEHN_OK, NULL);
         foehn_request_unref(e, r); /* the queue's hold */
         return;
@@ -562,8 +562,12 @@ int foehn_p2p_isend_locked(foehn_comm *comm, uint32_t ctx, uint32_t kind, const 
         uint64_t addr = (uint64_t)(uintptr_t)buf;
         foehn_shm_out *staging = len <= FOEHN_SHM_STAGE_MAX ? staging_for(e, world) : NULL;
         void *staged = staging ? foehn_shm_stage(staging, buf, len, r->rts_id) : NULL;
-        if (staged)
+        if (staged) {
+            /* the payload is safe in the segment: the send completes once its RTS
+             * is written, as a small message's does; the ACK only frees the part */
             addr = (uint64_t)(uintptr_t)staged;
+            r->rts = false;
+        }
         foehn_wire_put32(r->rts_body, (uint32_t)(addr >> 32));
         foehn_wire_put32(r->rts_body + 4, (uint32_t)addr);
         foehn_wire_put32(r->rts_body + 8, r->rts_id);
