@@ -17,6 +17,7 @@
 #ifndef FOEHN_COMM_COLL_H
 #define FOEHN_COMM_COLL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -56,6 +57,7 @@ typedef struct foehn_coll {
     int rank, size;       /* this rank's place in comm */
     int kind;             /* foehn_coll_kind */
     uint32_t seq;         /* the communicator's collective number */
+    bool one_host;        /* all of comm on one host (foehn_comm's one_host) */
     foehn_error *err;     /* where failures are written (never NULL) */
 } foehn_coll;
 

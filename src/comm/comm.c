@@ -82,8 +82,12 @@ int foehn_comm_create(foehn_engine *e, uint32_t ctx, const int *world_of, int si
         wo[r] = world_of[r];
         ro[world_of[r]] = r;
     }
+    bool one_host = true;
+    for (int r = 1; r < size && one_host; r++)
+        one_host = strcmp(foehn_engine_host(e, wo[r]), foehn_engine_host(e, wo[0])) == 0;
     *c = (foehn_comm){.engine = e, .ctx = ctx, .rank = ro[e->rank], .size = size,
-                      .world_of = wo, .rank_of = ro, .refs = 1, .next_comm = e->comms};
+                      .world_of = wo, .rank_of = ro, .refs = 1, .one_host = one_host,
+                      .next_comm = e->comms};
     pthread_cond_init(&c->jobs_cv, NULL);
     if (e->comms)
         e->comms->prev_comm = c;
@@ -288,6 +292,7 @@ int foehn_coll_begin(foehn_comm *comm, int kind, foehn_coll *c, foehn_error *err
     pthread_mutex_unlock(&e->mu);
     c->rank = comm->rank;
     c->size = comm->size;
+    c->one_host = comm->one_host;
     return rc;
 }
 
