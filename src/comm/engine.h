@@ -212,7 +212,7 @@ void foehn_request_complete(foehn_engine *e, foehn_request *r, int result, const
 void foehn_request_failf(foehn_engine *e, foehn_request *r, int result, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 void foehn_request_unref(foehn_engine *e, foehn_request *r);
-/* How long a waiter watches its request before it sleeps: FOEHN_SPIN_US, else 100
+/* How long a waiter watches its request before it sleeps: FOEHN_SPIN_US, else 1000
  * (request.c). */
 int foehn_engine_spin_us(void);
 /* Waits on e->done_cv until r completes or deadline passes; under e->mu. */

@@ -366,7 +366,12 @@ int foehn_engine_spin_us(void)
 {
     const char *v = getenv("FOEHN_SPIN_US");
     if (!v || !*v)
-        return 100; /* measured with bench/comm on 2 cores, 2 and 4 ranks: 50-300 alike */
+        /* bench/comm on 2 cores: 4 ranks' 1 MiB allreduce and alltoall take half the
+         * time spinning 1000 us as spinning 100 (their waits are 0.2-0.5 ms, and a
+         * wake-up on a virtual machine costs tens of us), small-message latency is
+         * the same or better, and the credit (wait_end) stops the spinning where
+         * waits are long */
+        return 1000;
     int n = atoi(v);
     return n < 0 ? 0 : n > 100000 ? 100000 : n;
 }
