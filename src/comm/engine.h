@@ -73,6 +73,8 @@ struct foehn_request {
     const unsigned char *wire; /* what follows the header: the payload, or an RTS body */
     size_t wire_len, sent;  /* sent counts header + wire bytes */
     bool rts;               /* complete on the receiver's ACK, not once written */
+    bool hold, written;     /* hold: not complete before the sender lets go, even once
+                             * written (a part still being staged from its buffer) */
     uint32_t rts_id;
     unsigned char rts_body[FOEHN_WIRE_RTS_BODY];
     int dest;               /* world rank */

@@ -270,7 +270,9 @@ void foehn_p2p_flush(foehn_engine *e, int dest)
             p->acks = r;
             continue;
         }
-        foehn_request_complete(e, r, FOEHN_OK, NULL);
+        r->written = true;
+        if (!r->hold)
+            foehn_request_complete(e, r, FOEHN_OK, NULL);
         foehn_request_unref(e, r); /* the queue's hold */
     }
 }
@@ -328,12 +330,19 @@ static foehn_shm_out *staging_for(foehn_engine *e, int dest)
     return p->shm_out;
 }
 
+/* A sender fills a staged part within microseconds of its RTS; one that adds nothing
+ * for this long is gone (killed while it copied). */
+#define SHM_STALL_S 5.0
+
 /* Copies len bytes at addr in peer p's memory into dst: out of its staging segment
  * when they lie there, else with one process_vm_readv (no socket either way). */
 static int pull(const foehn_peer *p, unsigned char *dst, uint64_t addr, size_t len)
 {
-    if (foehn_shm_read(p->shm_in, dst, addr, len))
-        return 0;
+    int staged = foehn_shm_read(p->shm_in, dst, addr, len, SHM_STALL_S);
+    if (staged != FOEHN_SHM_OUTSIDE) {
+        errno = ETIMEDOUT;
+        return staged == FOEHN_SHM_COPIED ? 0 : -1;
+    }
     int pid = p->pid;
     size_t done = 0;
     while (done < len) {
@@ -553,6 +562,7 @@ int foehn_p2p_isend_locked(foehn_comm *comm, uint32_t ctx, uint32_t kind, const 
         return FOEHN_OK;
     }
     uint32_t type = FOEHN_FRAME_DATA;
+    void *staged = NULL;
     r->wire = buf;
     r->wire_len = len;
     if (len >= FOEHN_SINGLE_COPY_MIN && p->peer_pulls) {
@@ -561,12 +571,15 @@ int foehn_p2p_isend_locked(foehn_comm *comm, uint32_t ctx, uint32_t kind, const 
         r->rts_id = ++p->next_rts;
         uint64_t addr = (uint64_t)(uintptr_t)buf;
         foehn_shm_out *staging = len <= FOEHN_SHM_STAGE_MAX ? staging_for(e, world) : NULL;
-        void *staged = staging ? foehn_shm_stage(staging, buf, len, r->rts_id) : NULL;
+        staged = staging ? foehn_shm_stage(staging, buf, len, FOEHN_SHM_PIECE, r->rts_id)
+                         : NULL;
         if (staged) {
-            /* the payload is safe in the segment: the send completes once its RTS
-             * is written, as a small message's does; the ACK only frees the part */
+            /* the payload is safe in the segment once staged: the send completes when
+             * that is done and its RTS written, as a small message's does; the ACK
+             * only frees the part */
             addr = (uint64_t)(uintptr_t)staged;
             r->rts = false;
+            r->hold = len > FOEHN_SHM_PIECE;
         }
         foehn_wire_put32(r->rts_body, (uint32_t)(addr >> 32));
         foehn_wire_put32(r->rts_body + 4, (uint32_t)addr);
@@ -579,6 +592,12 @@ int foehn_p2p_isend_locked(foehn_comm *comm, uint32_t ctx, uint32_t kind, const 
                                                       .len = len});
     r->refs++; /* the queue's hold */
     enqueue(e, world, r);
+    if (r->hold) { /* the RTS is (most likely) out: the rest, as the receiver copies */
+        foehn_shm_stage_rest(staged, buf, len, FOEHN_SHM_PIECE);
+        r->hold = false;
+        if (r->written)
+            foehn_request_complete(e, r, FOEHN_OK, NULL);
+    }
     return FOEHN_OK;
 }
 

@@ -1,20 +1,27 @@
 #include "comm/shm.h"
 
 #include <fcntl.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
-/* Per peer: room for two messages of FOEHN_SHM_STAGE_MAX in flight; pages are only
- * taken as they are first written. */
-#define SEGMENT_SIZE (2 * FOEHN_SHM_STAGE_MAX)
+/* Per peer: room for two messages of FOEHN_SHM_STAGE_MAX in flight (and their
+ * headers); pages are only taken as they are first written. */
+#define SEGMENT_SIZE (2 * FOEHN_SHM_STAGE_MAX + 4096)
 /* Parts in flight at once; more wait for a free one by going by single copy. */
 #define PARTS_MAX 64
 /* The largest segment a peer may announce (a garbage SEG frame maps nothing). */
 #define SEGMENT_MAX ((size_t)1 << 30)
+
+/* Each part: a header of HEAD bytes, whose first 8 count the bytes of data ready
+ * (written by the sender with release order, read by the receiver with acquire
+ * order), then the data. */
+#define HEAD 64
 
 /* A ring of parts, allocated at head and freed in any order; tail follows the oldest
  * part still in use. Positions grow without end (they are taken modulo the size). */
@@ -76,22 +83,41 @@ void foehn_shm_out_describe(const foehn_shm_out *out, int *fd, uint64_t *base, s
     *size = out->size;
 }
 
-void *foehn_shm_stage(foehn_shm_out *out, const void *buf, size_t len, uint32_t id)
+static void publish(unsigned char *at, uint64_t ready)
 {
-    if (!len || len > out->size / 2 || out->count == PARTS_MAX)
+    __atomic_store_n((uint64_t *)(void *)(at - HEAD), ready, __ATOMIC_RELEASE);
+}
+
+void *foehn_shm_stage(foehn_shm_out *out, const void *buf, size_t len, size_t first,
+                      uint32_t id)
+{
+    if (!len || len > out->size / 2 - 2 * HEAD || out->count == PARTS_MAX)
         return NULL;
+    size_t need = (len + 2 * HEAD - 1) & ~(size_t)(HEAD - 1); /* parts stay aligned */
     uint64_t start = out->head;
     size_t off = (size_t)(start % out->size);
-    if (off + len > out->size)
+    if (off + need > out->size)
         start += out->size - off; /* a part never wraps: skip the end */
-    if (start + len - out->tail > out->size)
+    if (start + need - out->tail > out->size)
         return NULL;
     struct part *p = &out->parts[(out->first + out->count++) % PARTS_MAX];
-    *p = (struct part){.start = start, .end = start + len, .id = id};
-    out->head = start + len;
-    unsigned char *at = out->base + start % out->size;
-    memcpy(at, buf, len);
+    *p = (struct part){.start = start, .end = start + need, .id = id};
+    out->head = start + need;
+    unsigned char *at = out->base + start % out->size + HEAD;
+    first = first < len ? first : len;
+    memcpy(at, buf, first);
+    publish(at, first);
     return at;
+}
+
+void foehn_shm_stage_rest(void *at, const void *buf, size_t len, size_t first)
+{
+    for (size_t done = first; done < len;) {
+        size_t n = len - done < FOEHN_SHM_PIECE ? len - done : FOEHN_SHM_PIECE;
+        memcpy((unsigned char *)at + done, (const unsigned char *)buf + done, n);
+        done += n;
+        publish(at, done);
+    }
 }
 
 bool foehn_shm_release(foehn_shm_out *out, uint32_t id)
@@ -146,10 +172,37 @@ void foehn_shm_in_free(foehn_shm_in *in)
     free(in);
 }
 
-bool foehn_shm_read(const foehn_shm_in *in, void *dst, uint64_t addr, size_t len)
+static double seconds(void)
 {
-    if (!in || addr < in->base || addr - in->base > in->size || len > in->size - (addr - in->base))
-        return false;
-    memcpy(dst, in->map + (addr - in->base), len);
-    return true;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+int foehn_shm_read(const foehn_shm_in *in, void *dst, uint64_t addr, size_t len, double stall)
+{
+    if (!in || addr < in->base + HEAD || addr - in->base > in->size ||
+        len > in->size - (addr - in->base))
+        return FOEHN_SHM_OUTSIDE;
+    const unsigned char *at = in->map + (addr - in->base);
+    const uint64_t *ready = (const uint64_t *)(const void *)(at - HEAD);
+    size_t done = 0;
+    double since = 0;
+    while (done < len) {
+        uint64_t now = __atomic_load_n(ready, __ATOMIC_ACQUIRE);
+        size_t upto = now < len ? (size_t)now : len; /* the peer's word: clamp it */
+        if (upto > done) {
+            memcpy((unsigned char *)dst + done, at + done, upto - done);
+            done = upto;
+            since = 0;
+            continue;
+        }
+        /* the sender is copying the next piece this very moment */
+        if (since == 0)
+            since = seconds();
+        else if (seconds() - since > stall)
+            return FOEHN_SHM_STALLED;
+        sched_yield();
+    }
+    return FOEHN_SHM_COPIED;
 }

@@ -11,7 +11,11 @@
  * (wire.h) names that part's address instead of the user's buffer. The receiver
  * copies from its mapping when the address lies in the segment it was told of
  * (frame SEG), and with process_vm_readv otherwise: a segment it cannot map costs
- * speed, never correctness. The part is free again on the receiver's ACK. */
+ * speed, never correctness. The part is free again on the receiver's ACK.
+ *
+ * A large part is filled in pieces after its RTS has gone, and the receiver copies
+ * each piece as it lands (a counter of the bytes ready heads the part), so that the
+ * two copies overlap instead of adding up. */
 #ifndef FOEHN_COMM_SHM_H
 #define FOEHN_COMM_SHM_H
 
@@ -20,6 +24,8 @@
 #include <stdint.h>
 
 #define FOEHN_SHM_STAGE_MAX ((size_t)4 << 20)
+/* Staged before the RTS goes; the rest follows in pieces of this size. */
+#define FOEHN_SHM_PIECE ((size_t)256 << 10)
 
 /* The sending side: one per peer, made on first use. */
 typedef struct foehn_shm_out foehn_shm_out;
@@ -31,9 +37,14 @@ foehn_shm_out *foehn_shm_out_new(void);
 void foehn_shm_out_free(foehn_shm_out *out);
 /* What a SEG frame tells the peer: the memfd's number, its address here, its size. */
 void foehn_shm_out_describe(const foehn_shm_out *out, int *fd, uint64_t *base, size_t *size);
-/* Copies len bytes of buf into a free part, for the message with RTS id `id`; the
- * part's address, or NULL when no part is free (too many or too large in flight). */
-void *foehn_shm_stage(foehn_shm_out *out, const void *buf, size_t len, uint32_t id);
+/* Takes a free part for the len bytes of buf, the message with RTS id `id`, and
+ * copies the first `first` of them (all when first >= len); the address of its data,
+ * or NULL when no part is free (too many or too large in flight). */
+void *foehn_shm_stage(foehn_shm_out *out, const void *buf, size_t len, size_t first,
+                      uint32_t id);
+/* Copies the rest (from `first` on) into a part staged with less than all of it, a
+ * piece at a time, each ready for the receiver once copied. */
+void foehn_shm_stage_rest(void *at, const void *buf, size_t len, size_t first);
 /* The message `id` was acknowledged: its part is free. Whether it had one. */
 bool foehn_shm_release(foehn_shm_out *out, uint32_t id);
 
@@ -41,8 +52,11 @@ bool foehn_shm_release(foehn_shm_out *out, uint32_t id);
  * that cannot be done (then the peer's messages are read with single copy). */
 foehn_shm_in *foehn_shm_in_open(int pid, int fd, uint64_t base, size_t size);
 void foehn_shm_in_free(foehn_shm_in *in);
-/* Copies len bytes at the peer's address addr into dst when they lie in its
- * segment; false when they do not (the caller reads them with single copy). */
-bool foehn_shm_read(const foehn_shm_in *in, void *dst, uint64_t addr, size_t len);
+enum { FOEHN_SHM_COPIED, FOEHN_SHM_OUTSIDE, FOEHN_SHM_STALLED };
+/* Copies the len bytes of the part at the peer's address addr into dst as they are
+ * ready: FOEHN_SHM_COPIED; FOEHN_SHM_OUTSIDE when addr is not a part of its segment
+ * (the caller reads it with single copy); FOEHN_SHM_STALLED when the sender added
+ * nothing for `stall` seconds (it stopped: killed while it copied). */
+int foehn_shm_read(const foehn_shm_in *in, void *dst, uint64_t addr, size_t len, double stall);
 
 #endif
