@@ -629,8 +629,7 @@ bool foehn_engine_poll_once(foehn_engine *e)
  * deferred message (wait_ms, -1 for none) allows. */
 static int poll_ms(double until, int wait_ms)
 {
-    double left = until - foehn_now();
-    int ms = left <= 0 ? 0 : left > 3600 ? 3600000 : (int)(left * 1e3) + 1;
+    int ms = foehn_ms_until(until);
     return wait_ms >= 0 && wait_ms < ms ? wait_ms : ms;
 }
 
@@ -809,7 +808,6 @@ static int join(foehn_engine *e, double timeout, foehn_error *err)
     e->size = e->pm->size;
     e->timeout = foehn_comm_timeout();
     e->spin_us = foehn_engine_spin_us();
-    e->spin_credit = 8; /* SPIN_CREDIT_MAX: spin until waits prove long */
     e->hostname = strdup(e->pm->job.hostname ? e->pm->job.hostname : "?");
     e->peers = calloc((size_t)e->size, sizeof *e->peers);
     e->hosts = calloc((size_t)e->size, sizeof *e->hosts);

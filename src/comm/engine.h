@@ -172,7 +172,7 @@ struct foehn_engine {
     int workers;                /* worker threads still running */
     double timeout;             /* foehn_comm_timeout() */
     int spin_us;                /* how long a waiter watches before it sleeps (request.c) */
-    int spin_credit;            /* whether waits are short enough to spin (request.c) */
+    int spin_debt;              /* how far waits ran long, to stop spinning (request.c) */
     /* Waiters that drive the sockets themselves (foehn_engine_drive_*): while there is
      * one, and for a moment after, the progress thread leaves the sockets to them. */
     int drivers;
@@ -189,8 +189,8 @@ foehn_engine *foehn_engine_get(void);
 int foehn_comm_init_pm(struct foehn_pm *pm, bool own_pm, foehn_comm **world, foehn_comm **self,
                        double timeout, foehn_error *err);
 
-/* Under e->mu: wakes the progress thread, and a waiter asleep in poll(); the second
- * wakes only the waiter. */
+/* Under e->mu: wakes the progress thread (when it sleeps on the sockets) and a waiter
+ * asleep in poll(); the second wakes only the waiter. */
 void foehn_engine_wake(foehn_engine *e);
 void foehn_engine_wake_poller(foehn_engine *e);
 /* Reads whatever has arrived on the sockets, without waiting; whether anything had. */

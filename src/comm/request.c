@@ -138,12 +138,13 @@ static double deadline_for(double timeout)
  * busy, or ranks outnumber cores and the spinning takes the core from the rank that
  * would answer), it is CPU taken from the work: 2,000 mixed-size ialltoalls on 4
  * ranks over 2 cores, most waits 0.1-1 ms, ran 30% faster without it. So each wait
- * that ends within spin_us earns a credit, each longer one loses two, and a waiter
- * spins only while the credit is at least SPIN_CREDIT_MIN (about two waits in three
- * short); a wait that did not spin still counts, so that spinning comes back once
- * waits are short again. */
-#define SPIN_CREDIT_MAX 8
-#define SPIN_CREDIT_MIN 4
+ * that ends within spin_us pays off one unit of debt, each longer one adds two, and a
+ * waiter spins only while the debt is at most SPIN_DEBT_SPIN (about two waits in
+ * three short); a wait that did not spin still counts, so that spinning comes back
+ * once waits are short again. The engine starts with none: it spins until waits
+ * prove long. */
+#define SPIN_DEBT_MAX 8
+#define SPIN_DEBT_SPIN 4
 
 typedef struct {
     double started, spin_until, deadline;
@@ -156,7 +157,7 @@ static wait_clock wait_start(foehn_engine *e, double deadline, const foehn_reque
 {
     foehn_engine_drive_begin(e);
     double now = foehn_now();
-    bool spin = e->spin_us > 0 && e->spin_credit >= SPIN_CREDIT_MIN;
+    bool spin = e->spin_us > 0 && e->spin_debt <= SPIN_DEBT_SPIN;
     return (wait_clock){.started = now,
                         .spin_until = spin ? now + e->spin_us * 1e-6 : now,
                         .deadline = deadline,
@@ -169,10 +170,10 @@ static void wait_end(foehn_engine *e, const wait_clock *w)
         foehn_comm_helped(w->help);
     foehn_engine_drive_end(e);
     bool short_wait = foehn_now() - w->started <= e->spin_us * 1e-6;
-    if (short_wait && e->spin_credit < SPIN_CREDIT_MAX)
-        e->spin_credit++;
+    if (short_wait && e->spin_debt > 0)
+        e->spin_debt--;
     else if (!short_wait)
-        e->spin_credit = e->spin_credit > 2 ? e->spin_credit - 2 : 0;
+        e->spin_debt = e->spin_debt < SPIN_DEBT_MAX - 2 ? e->spin_debt + 2 : SPIN_DEBT_MAX;
 }
 
 /* One step of a wait whose request is not complete yet; false once the deadline has
@@ -369,7 +370,7 @@ int foehn_engine_spin_us(void)
         /* bench/comm on 2 cores: 4 ranks' 1 MiB allreduce and alltoall take half the
          * time spinning 1000 us as spinning 100 (their waits are 0.2-0.5 ms, and a
          * wake-up on a virtual machine costs tens of us), small-message latency is
-         * the same or better, and the credit (wait_end) stops the spinning where
+         * the same or better, and the debt (wait_end) stops the spinning where
          * waits are long */
         return 1000;
     int n = atoi(v);

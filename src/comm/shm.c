@@ -7,8 +7,9 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
+
+#include "common/clock.h"
 
 /* Per peer: room for two messages of FOEHN_SHM_STAGE_MAX in flight (and their
  * headers); pages are only taken as they are first written. */
@@ -172,13 +173,6 @@ void foehn_shm_in_free(foehn_shm_in *in)
     free(in);
 }
 
-static double seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 int foehn_shm_read(const foehn_shm_in *in, void *dst, uint64_t addr, size_t len, double stall)
 {
     if (!in || addr < in->base + HEAD || addr - in->base > in->size ||
@@ -199,8 +193,8 @@ int foehn_shm_read(const foehn_shm_in *in, void *dst, uint64_t addr, size_t len,
         }
         /* the sender is copying the next piece this very moment */
         if (since == 0)
-            since = seconds();
-        else if (seconds() - since > stall)
+            since = foehn_now();
+        else if (foehn_now() - since > stall)
             return FOEHN_SHM_STALLED;
         sched_yield();
     }
