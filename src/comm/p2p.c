@@ -290,17 +290,23 @@ static void enqueue(foehn_engine *e, int dest, foehn_request *r)
         foehn_p2p_flush(e, dest);
 }
 
-/* A frame of the engine's own (an ACK): the queue holds its only reference. */
-static void send_control(foehn_engine *e, int dest, uint32_t type, uint32_t tag)
+/* A frame of the engine's own, header only (ACK, SEG), queued to dest: the queue holds
+ * its only reference. false when out of memory. */
+static bool send_frame(foehn_engine *e, int dest, const foehn_wire_header *h)
 {
     foehn_request *r = foehn_request_new(e->world, REQ_SEND);
-    if (!r) {
-        foehn_engine_fail(e, FOEHN_ERR_NOMEM, "out of memory for a control frame");
-        return;
-    }
+    if (!r)
+        return false;
     r->dest = dest;
-    foehn_wire_encode(r->header, &(foehn_wire_header){.type = type, .tag = tag});
+    foehn_wire_encode(r->header, h);
     enqueue(e, dest, r);
+    return true;
+}
+
+static void send_control(foehn_engine *e, int dest, uint32_t type, uint32_t tag)
+{
+    if (!send_frame(e, dest, &(foehn_wire_header){.type = type, .tag = tag}))
+        foehn_engine_fail(e, FOEHN_ERR_NOMEM, "out of memory for a control frame");
 }
 
 /* The staging segment for messages to dest, made (and announced: SEG, ahead of the
@@ -310,24 +316,21 @@ static foehn_shm_out *staging_for(foehn_engine *e, int dest)
     foehn_peer *p = &e->peers[dest];
     if (p->shm_out || p->shm_out_failed)
         return p->shm_out;
-    foehn_request *r = foehn_request_new(e->world, REQ_SEND);
-    if (!r || !(p->shm_out = foehn_shm_out_new())) {
+    foehn_shm_out *out = foehn_shm_out_new();
+    int fd = -1;
+    uint64_t base = 0;
+    size_t size = 0;
+    if (out)
+        foehn_shm_out_describe(out, &fd, &base, &size);
+    if (!out || !send_frame(e, dest, &(foehn_wire_header){.type = FOEHN_FRAME_SEG,
+                                                         .tag = (uint32_t)fd,
+                                                         .kind = (uint32_t)(size >> 12),
+                                                         .len = base})) {
+        foehn_shm_out_free(out);
         p->shm_out_failed = true;
-        if (r)
-            foehn_request_unref(e, r);
         return NULL;
     }
-    int fd;
-    uint64_t base;
-    size_t size;
-    foehn_shm_out_describe(p->shm_out, &fd, &base, &size);
-    r->dest = dest;
-    foehn_wire_encode(r->header, &(foehn_wire_header){.type = FOEHN_FRAME_SEG,
-                                                      .tag = (uint32_t)fd,
-                                                      .kind = (uint32_t)(size >> 12),
-                                                      .len = base});
-    enqueue(e, dest, r);
-    return p->shm_out;
+    return p->shm_out = out;
 }
 
 /* A sender fills a staged part within microseconds of its RTS; one that adds nothing
@@ -339,9 +342,11 @@ static foehn_shm_out *staging_for(foehn_engine *e, int dest)
 static int pull(const foehn_peer *p, unsigned char *dst, uint64_t addr, size_t len)
 {
     int staged = foehn_shm_read(p->shm_in, dst, addr, len, SHM_STALL_S);
-    if (staged != FOEHN_SHM_OUTSIDE) {
+    if (staged == FOEHN_SHM_COPIED)
+        return 0;
+    if (staged == FOEHN_SHM_STALLED) {
         errno = ETIMEDOUT;
-        return staged == FOEHN_SHM_COPIED ? 0 : -1;
+        return -1;
     }
     int pid = p->pid;
     size_t done = 0;
