@@ -401,11 +401,11 @@ int foehn_coll_recv_blob(foehn_coll *c, int source, void **data, size_t *len)
 
 /* ---- the worker thread of nonblocking collectives ------------------------------ */
 
-/* Under e->mu, which it drops while the job runs: the next queued job of comm, when
- * there is one and none runs; whether it ran one. One at a time, in order: jobs
+/* Under e->mu, which it drops while the job runs (the worker's loop, and a waiter's:
+ * engine.h): the next queued job of comm, when there is one and none runs; whether it ran one. One at a time, in order: jobs
  * were numbered when they were started, and each waits for its peers' like-numbered
  * ones. */
-static bool run_next_job(foehn_comm *comm)
+bool foehn_comm_help(foehn_comm *comm)
 {
     foehn_engine *e = comm->engine;
     struct foehn_coll_job *job = comm->jobs_head;
@@ -427,11 +427,6 @@ static bool run_next_job(foehn_comm *comm)
     return true;
 }
 
-bool foehn_comm_help(foehn_comm *comm)
-{
-    return run_next_job(comm);
-}
-
 void foehn_comm_helped(foehn_comm *comm)
 {
     if (comm->jobs_head && !comm->job_running)
@@ -444,7 +439,7 @@ static void *worker_main(void *arg)
     foehn_engine *e = comm->engine;
     pthread_mutex_lock(&e->mu);
     for (;;) {
-        if (run_next_job(comm))
+        if (foehn_comm_help(comm))
             continue;
         if (comm->worker_stop && !comm->jobs_head)
             break;
