@@ -169,6 +169,22 @@ static PyObject *object_call_done(int rc, const foehn_error *err, hold *h, foehn
     return result;
 }
 
+
+/* A call's zeroed record of `size` bytes and, when nonblocking, the hold that keeps it
+ * (and its Python objects) until the request is waited for (*h NULL otherwise); NULL
+ * with MemoryError when either cannot be had. */
+static void *call_alloc(size_t size, int nonblocking, hold **h)
+{
+    void *io = calloc(1, size);
+    *h = nonblocking ? calloc(1, sizeof **h) : NULL;
+    if (io && (!nonblocking || *h))
+        return io;
+    free(io);
+    free(*h);
+    PyErr_NoMemory();
+    return NULL;
+}
+
 static PyObject *blob_call(PyObject *obj, PyObject *args, int kind, int nonblocking)
 {
     PyObject *data_o;
@@ -179,13 +195,10 @@ static PyObject *blob_call(PyObject *obj, PyObject *args, int kind, int nonblock
                        : PyArg_ParseTuple(args, "O", &data_o)) ||
         check_rank(c, root, "root") < 0)
         return NULL;
-    blob_io *io = calloc(1, sizeof *io);
-    hold *h = nonblocking ? calloc(1, sizeof *h) : NULL;
-    if (!io || (nonblocking && !h)) {
-        free(io);
-        free(h);
-        return PyErr_NoMemory();
-    }
+    hold *h;
+    blob_io *io = call_alloc(sizeof *io, nonblocking, &h);
+    if (!io)
+        return NULL;
     *io = (blob_io){.kind = kind, .n = foehn_comm_size(c), .root = root,
                     .rank = foehn_comm_rank(c)};
     if (blob_io_take(io, data_o) < 0) {
@@ -308,13 +321,10 @@ static PyObject *pieces_call(PyObject *obj, PyObject *objs_o, int nonblocking)
     foehn_comm *c = live_comm(obj);
     if (!c)
         return NULL;
-    pieces_io *io = calloc(1, sizeof *io);
-    hold *h = nonblocking ? calloc(1, sizeof *h) : NULL;
-    if (!io || (nonblocking && !h)) {
-        free(io);
-        free(h);
-        return PyErr_NoMemory();
-    }
+    hold *h;
+    pieces_io *io = call_alloc(sizeof *io, nonblocking, &h);
+    if (!io)
+        return NULL;
     io->n = foehn_comm_size(c);
     if (pieces_io_take(io, objs_o) < 0) {
         pieces_io_free(io);
