@@ -30,6 +30,10 @@ typedef struct coll_args {
     /* objects in pieces */
     const foehn_pieces *pins;
     foehn_pieces **pouts;
+    /* a nonblocking alltoall of pieces that began ahead of its turn (begin) */
+    bool begun;
+    int begun_rc;
+    foehn_pieces_flight *flight;
 } coll_args;
 
 enum { SBYTES, SDISPLS, RBYTES, RDISPLS };
@@ -193,9 +197,29 @@ static void clear_outputs(const coll_args *a)
         *a->pouts = NULL;
 }
 
+/* Ahead of its turn (foehn_coll_start's begin): an alltoall of pieces small enough to
+ * burst posts its messages now. */
+static bool begin(foehn_coll *c, void *p)
+{
+    coll_args *a = p;
+    if (a->kind != FOEHN_COLL_ALLTOALL_PIECES)
+        return false;
+    int rc = check(c, a);
+    if (rc == FOEHN_OK && !foehn_alg_alltoall_pieces_bursts(c, a->pins))
+        return false;
+    a->begun = true;
+    a->begun_rc = rc == FOEHN_OK ? foehn_alg_alltoall_pieces_start(c, a->pins, &a->flight) : rc;
+    return true;
+}
+
 static int run(foehn_coll *c, void *p)
 {
     coll_args *a = p;
+    if (a->begun) {
+        if (a->begun_rc != FOEHN_OK && !a->flight)
+            return a->begun_rc;
+        return foehn_alg_alltoall_pieces_finish(c, a->flight, a->pouts);
+    }
     int rc = check(c, a);
     if (rc != FOEHN_OK)
         return rc;
@@ -286,7 +310,9 @@ static int dispatch(foehn_comm *comm, const coll_args *in, foehn_request **req, 
         a->user = *a->op.user;
         a->op.user = &a->user;
     }
-    return foehn_coll_start(comm, a->kind, run, a, args_free, req, err);
+    a->begun = false;
+    a->flight = NULL;
+    return foehn_coll_start(comm, a->kind, begin, run, a, args_free, req, err);
 }
 
 static int no_request(foehn_error *err)

@@ -13,6 +13,7 @@
 #ifndef FOEHN_COMM_COLL_IMPL_H
 #define FOEHN_COMM_COLL_IMPL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -162,5 +163,15 @@ int foehn_alg_scatter_blob(foehn_coll *c, const void *const *ins, const size_t *
 int foehn_alg_alltoall_blob(foehn_coll *c, const void *const *ins, const size_t *inlens,
                             void ***outs, size_t **outlens);
 int foehn_alg_alltoall_pieces(foehn_coll *c, const foehn_pieces *ins, foehn_pieces **outs);
+/* The same, in two halves when it bursts (bursts: whether this rank's objects are
+ * small enough): start posts every send and every receive it can and never blocks,
+ * so that a nonblocking one may start while earlier collectives still run
+ * (foehn_coll_start's begin); finish receives the rest, waits, fills *outs and frees
+ * the flight (NULL after a failed start: it then reports the start's failure). */
+typedef struct foehn_pieces_flight foehn_pieces_flight;
+bool foehn_alg_alltoall_pieces_bursts(foehn_coll *c, const foehn_pieces *ins);
+int foehn_alg_alltoall_pieces_start(foehn_coll *c, const foehn_pieces *ins,
+                                    foehn_pieces_flight **flight);
+int foehn_alg_alltoall_pieces_finish(foehn_coll *c, foehn_pieces_flight *f, foehn_pieces **outs);
 
 #endif

@@ -149,66 +149,155 @@ static size_t pieces_bytes(const foehn_pieces *o)
     return sum;
 }
 
-/* Small objects (FOEHN_ALLTOALL_BURST_MAX in all from this rank): every table and
- * piece out, every table's receive posted, at once; one round of latency. The pieces
- * from a peer follow its table, so their receives are posted once it is in. Big
- * ones: pairwise, in step s to rank + s and from rank - s. Whether to burst is this
- * rank's own choice: the messages are the same either way. */
-int foehn_alg_alltoall_pieces(foehn_coll *c, const foehn_pieces *ins, foehn_pieces **outs)
+/* What this rank sends to the others, in bytes (SIZE_MAX when it overflows), and in
+ * how many messages. */
+static size_t bytes_out(const foehn_coll *c, const foehn_pieces *ins, size_t *messages)
 {
-    int n = c->size, rank = c->rank;
-    size_t sent = 0, nsend = 0;
-    for (int j = 0; j < n; j++) {
-        if (j == rank)
+    size_t sent = 0;
+    *messages = 0;
+    for (int j = 0; j < c->size; j++) {
+        if (j == c->rank)
             continue;
         size_t b = pieces_bytes(&ins[j]);
         sent = sent + b < sent ? SIZE_MAX : sent + b;
-        nsend += ins[j].n + 1;
+        *messages += ins[j].n + 1;
     }
-    int burst = sent <= FOEHN_ALLTOALL_BURST_MAX;
-    *outs = calloc((size_t)n, sizeof **outs);
-    foehn_request **sreqs = calloc(nsend + 1, sizeof *sreqs);
-    foehn_request **treqs = calloc((size_t)n, sizeof *treqs);
-    unsigned char **tables = calloc((size_t)n, sizeof *tables);
-    int rc = *outs && sreqs && treqs && tables
-                 ? pieces_dup(c, &ins[rank], &(*outs)[rank])
-                 : foehn_fail(c->err, FOEHN_ERR_NOMEM, "%s: out of memory",
-                              foehn_coll_kind_name(c->kind));
-    size_t at = 0;
+    return sent;
+}
+
+/* A burst alltoall between its start and its finish. */
+struct foehn_pieces_flight {
+    foehn_pieces *outs;         /* calloc'd, size entries */
+    foehn_request **sreqs;      /* every table and piece sent */
+    foehn_request **treqs;      /* each peer's table, received */
+    unsigned char **tables;     /* the tables sent */
+    size_t at;                  /* sends posted */
+    int rc;                     /* the first failure of the start */
+};
+
+static foehn_pieces_flight *flight_new(foehn_coll *c, size_t sends)
+{
+    size_t n = (size_t)c->size;
+    foehn_pieces_flight *f = calloc(1, sizeof *f);
+    if (!f)
+        return NULL;
+    f->outs = calloc(n, sizeof *f->outs);
+    f->sreqs = calloc(sends + 1, sizeof *f->sreqs);
+    f->treqs = calloc(n, sizeof *f->treqs);
+    f->tables = calloc(n, sizeof *f->tables);
+    if (f->outs && f->sreqs && f->treqs && f->tables)
+        return f;
+    free(f->outs);
+    free(f->sreqs);
+    free(f->treqs);
+    free(f->tables);
+    free(f);
+    return NULL;
+}
+
+bool foehn_alg_alltoall_pieces_bursts(foehn_coll *c, const foehn_pieces *ins)
+{
+    size_t messages;
+    return bytes_out(c, ins, &messages) <= FOEHN_ALLTOALL_BURST_MAX;
+}
+
+int foehn_alg_alltoall_pieces_start(foehn_coll *c, const foehn_pieces *ins,
+                                    foehn_pieces_flight **flight)
+{
+    size_t sends;
+    bytes_out(c, ins, &sends);
+    foehn_pieces_flight *f = *flight = flight_new(c, sends);
+    if (!f)
+        return foehn_fail(c->err, FOEHN_ERR_NOMEM, "%s: out of memory",
+                          foehn_coll_kind_name(c->kind));
+    int n = c->size, rank = c->rank;
+    int rc = pieces_dup(c, &ins[rank], &f->outs[rank]);
     for (int s = 1; s < n && rc == FOEHN_OK; s++) {
         int to = (rank + s) % n, from = (rank - s + n) % n;
-        rc = send_pieces(c, to, &ins[to], &tables[to], sreqs + at);
-        size_t sends = ins[to].n + 1;
-        if (rc == FOEHN_OK && burst)
-            rc = foehn_coll_irecv(c, from, NULL, 0, &treqs[from]);
-        if (rc == FOEHN_OK && !burst) {
-            rc = recv_pieces(c, from, NULL, &(*outs)[from]);
-            int wrc = foehn_coll_waitall(c, sreqs + at, sends);
-            rc = rc != FOEHN_OK ? rc : wrc;
-        }
-        at += sends;
+        rc = send_pieces(c, to, &ins[to], &f->tables[to], f->sreqs + f->at);
+        f->at += ins[to].n + 1;
+        if (rc == FOEHN_OK)
+            rc = foehn_coll_irecv(c, from, NULL, 0, &f->treqs[from]);
     }
-    for (int s = 1; s < n && burst; s++) {
+    f->rc = rc;
+    return rc;
+}
+
+int foehn_alg_alltoall_pieces_finish(foehn_coll *c, foehn_pieces_flight *f, foehn_pieces **outs)
+{
+    int n = c->size, rank = c->rank;
+    int rc = f ? f->rc : FOEHN_ERR_NOMEM;
+    *outs = NULL;
+    for (int s = 1; f && s < n; s++) {
         int from = (rank - s + n) % n;
-        foehn_request *treq = treqs[from];
-        treqs[from] = NULL;
+        foehn_request *treq = f->treqs[from];
+        f->treqs[from] = NULL;
         if (rc == FOEHN_OK && treq)
-            rc = recv_pieces(c, from, treq, &(*outs)[from]);
+            rc = recv_pieces(c, from, treq, &f->outs[from]);
         else if (treq)
             foehn_coll_waitall(c, &treq, 1); /* after a failure: let it end, and free it */
     }
-    if (sreqs) {
-        int wrc = foehn_coll_waitall(c, sreqs, at);
+    if (f) {
+        int wrc = foehn_coll_waitall(c, f->sreqs, f->at);
         rc = rc != FOEHN_OK ? rc : wrc;
+        for (int j = 0; j < n; j++)
+            free(f->tables[j]);
+        free(f->tables);
+        free(f->treqs);
+        free(f->sreqs);
+        *outs = f->outs;
+        free(f);
     }
-    for (int j = 0; tables && j < n; j++)
-        free(tables[j]);
-    free(tables);
-    free(treqs);
+    if (rc != FOEHN_OK) {
+        foehn_pieces_free(*outs, (size_t)n);
+        *outs = NULL;
+    }
+    return rc;
+}
+
+/* Big objects: pairwise, in step s to rank + s and from rank - s, one object in
+ * flight each way, so that n ranks do not flood each other's memory at once. */
+static int alltoall_pairwise(foehn_coll *c, const foehn_pieces *ins, foehn_pieces **outs)
+{
+    int n = c->size, rank = c->rank;
+    size_t most = 0;
+    for (int j = 0; j < n; j++)
+        most = ins[j].n + 1 > most ? ins[j].n + 1 : most;
+    *outs = calloc((size_t)n, sizeof **outs);
+    foehn_request **sreqs = calloc(most, sizeof *sreqs);
+    unsigned char *table = NULL;
+    int rc = *outs && sreqs ? pieces_dup(c, &ins[rank], &(*outs)[rank])
+                            : foehn_fail(c->err, FOEHN_ERR_NOMEM, "%s: out of memory",
+                                         foehn_coll_kind_name(c->kind));
+    for (int s = 1; s < n && rc == FOEHN_OK; s++) {
+        int to = (rank + s) % n, from = (rank - s + n) % n;
+        rc = send_pieces(c, to, &ins[to], &table, sreqs);
+        if (rc == FOEHN_OK)
+            rc = recv_pieces(c, from, NULL, &(*outs)[from]);
+        int wrc = foehn_coll_waitall(c, sreqs, ins[to].n + 1);
+        rc = rc != FOEHN_OK ? rc : wrc;
+        free(table);
+        table = NULL;
+    }
+    free(table);
     free(sreqs);
     if (rc != FOEHN_OK) {
         foehn_pieces_free(*outs, (size_t)n);
         *outs = NULL;
     }
     return rc;
+}
+
+/* Small objects (FOEHN_ALLTOALL_BURST_MAX in all from this rank): every table and
+ * piece out, every table's receive posted, at once; one round of latency. The pieces
+ * from a peer follow its table, so their receives are posted once it is in. Big
+ * ones: pairwise. Whether to burst is this rank's own choice: the messages are the
+ * same either way. */
+int foehn_alg_alltoall_pieces(foehn_coll *c, const foehn_pieces *ins, foehn_pieces **outs)
+{
+    if (!foehn_alg_alltoall_pieces_bursts(c, ins))
+        return alltoall_pairwise(c, ins, outs);
+    foehn_pieces_flight *f = NULL;
+    foehn_alg_alltoall_pieces_start(c, ins, &f);
+    return foehn_alg_alltoall_pieces_finish(c, f, outs);
 }

@@ -17,10 +17,16 @@
  * fail fast then: every pending request has been failed). */
 #define WORKER_STOP_WAIT 10.0
 
+/* How many queued jobs may have begun ahead of the one that runs (foehn_coll_start's
+ * begin): each holds its receives' buffers meanwhile. */
+#define BEGIN_AHEAD_MAX 64
+
 struct foehn_coll_job {
     struct foehn_coll_job *next;
     foehn_coll coll;
     foehn_error err;
+    bool (*begin)(foehn_coll *c, void *args);
+    bool begun;
     int (*run)(foehn_coll *c, void *args);
     void *args;
     void (*free_args)(void *args);
@@ -401,10 +407,33 @@ int foehn_coll_recv_blob(foehn_coll *c, int source, void **data, size_t *len)
 
 /* ---- the worker thread of nonblocking collectives ------------------------------ */
 
+/* Under e->mu, which it drops meanwhile. Begins the queued jobs that can begin
+ * ahead of their turn, up to BEGIN_AHEAD_MAX of them: only the thread that runs jobs
+ * takes them off the queue, so the ones it walks stay put while it calls begin. */
+static void begin_ahead(foehn_comm *comm)
+{
+    foehn_engine *e = comm->engine;
+    int begun = 0;
+    for (struct foehn_coll_job *job = comm->jobs_head; job && begun < BEGIN_AHEAD_MAX;
+         job = job->next) {
+        if (job->begun || !job->begin) {
+            begun += job->begun;
+            continue;
+        }
+        job->begun = true;
+        pthread_mutex_unlock(&e->mu);
+        bool started = job->begin(&job->coll, job->args);
+        pthread_mutex_lock(&e->mu);
+        begun += started;
+    }
+}
+
 /* Under e->mu, which it drops while the job runs (the worker's loop, and a waiter's:
- * engine.h): the next queued job of comm, when there is one and none runs; whether it ran one. One at a time, in order: jobs
- * were numbered when they were started, and each waits for its peers' like-numbered
- * ones. */
+ * engine.h): the next queued job of comm, when there is one and none runs; whether it
+ * ran one. One at a time, in order: jobs were numbered when they were started, and
+ * each waits for its peers' like-numbered ones. Jobs behind it that can (bursts of
+ * small messages) begin first, posting their messages, so that many small
+ * collectives travel at once and end one after the other without a round trip each. */
 bool foehn_comm_help(foehn_comm *comm)
 {
     foehn_engine *e = comm->engine;
@@ -415,6 +444,7 @@ bool foehn_comm_help(foehn_comm *comm)
     if (!comm->jobs_head)
         comm->jobs_tail = NULL;
     comm->job_running = true;
+    begin_ahead(comm);
     pthread_mutex_unlock(&e->mu);
     int rc = job->run(&job->coll, job->args);
     if (job->free_args)
@@ -476,9 +506,9 @@ static int start_worker(foehn_comm *comm, foehn_error *err)
     return FOEHN_OK;
 }
 
-int foehn_coll_start(foehn_comm *comm, int kind, int (*run)(foehn_coll *c, void *args),
-                     void *args, void (*free_args)(void *args), foehn_request **req,
-                     foehn_error *err)
+int foehn_coll_start(foehn_comm *comm, int kind, bool (*begin)(foehn_coll *c, void *args),
+                     int (*run)(foehn_coll *c, void *args), void *args,
+                     void (*free_args)(void *args), foehn_request **req, foehn_error *err)
 {
     *req = NULL;
     struct foehn_coll_job *job = calloc(1, sizeof *job);
@@ -502,6 +532,7 @@ int foehn_coll_start(foehn_comm *comm, int kind, int (*run)(foehn_coll *c, void 
             r->tag = coll_tag(&job->coll);
             r->refs++; /* the job's hold */
             job->req = r;
+            job->begin = begin;
             job->run = run;
             job->args = args;
             job->free_args = free_args;

@@ -722,24 +722,51 @@ static int pieces_ok(const foehn_pieces *got, int from, int to, int salt)
     return 1;
 }
 
+/* This rank's objects for every rank, as piece_count and piece_len say. */
+static foehn_pieces *pieces_make(int n, int me, int salt)
+{
+    foehn_pieces *ins = xmalloc((size_t)n * sizeof *ins);
+    for (int j = 0; j < n; j++) {
+        size_t k = piece_count(me, j, salt);
+        ins[j].n = k;
+        ins[j].data = xmalloc((k + 1) * sizeof *ins[j].data);
+        ins[j].lens = xmalloc((k + 1) * sizeof *ins[j].lens);
+        for (size_t i = 0; i < k; i++) {
+            size_t len = piece_len(me, j, salt, i);
+            unsigned char *p = len ? xmalloc(len) : NULL;
+            fill(p, len, me, piece_salt(me, j, i));
+            ins[j].data[i] = p;
+            ins[j].lens[i] = len;
+        }
+    }
+    return ins;
+}
+
+static void pieces_drop(foehn_pieces *ins, int n)
+{
+    for (int j = 0; j < n; j++) {
+        for (size_t i = 0; i < ins[j].n; i++)
+            free((void *)ins[j].data[i]);
+        free((void *)ins[j].data);
+        free(ins[j].lens);
+    }
+    free(ins);
+}
+
+/* Whether outs holds what every rank sent this one with salt. */
+static int pieces_all_ok(const foehn_pieces *outs, int n, int me, int salt)
+{
+    int ok = outs != NULL;
+    for (int i = 0; i < n && ok; i++)
+        ok &= pieces_ok(&outs[i], i, me, salt);
+    return ok;
+}
+
 static void test_pieces(const ctx *t)
 {
     int n = t->size, me = t->rank;
     for (int salt = 0; salt < 4; salt++) {
-        foehn_pieces *ins = xmalloc((size_t)n * sizeof *ins);
-        for (int j = 0; j < n; j++) {
-            size_t k = piece_count(me, j, salt);
-            ins[j].n = k;
-            ins[j].data = xmalloc((k + 1) * sizeof *ins[j].data);
-            ins[j].lens = xmalloc((k + 1) * sizeof *ins[j].lens);
-            for (size_t i = 0; i < k; i++) {
-                size_t len = piece_len(me, j, salt, i);
-                unsigned char *p = len ? xmalloc(len) : NULL;
-                fill(p, len, me, piece_salt(me, j, i));
-                ins[j].data[i] = p;
-                ins[j].lens[i] = len;
-            }
-        }
+        foehn_pieces *ins = pieces_make(n, me, salt);
         int nonblocking = salt % 2;
         SAY("%s: alltoall in pieces salt %d%s", t->name, salt, nonblocking ? " (nonblocking)" : "");
         foehn_pieces *outs = (foehn_pieces *)1;
@@ -751,18 +778,9 @@ static void test_pieces(const ctx *t)
         } else {
             EXPECT_OK(foehn_alltoall_pieces(t->comm, ins, &outs, &err));
         }
-        int ok = outs != NULL;
-        for (int i = 0; i < n && ok; i++)
-            ok &= pieces_ok(&outs[i], i, me, salt);
-        EXPECT(ok);
+        EXPECT(pieces_all_ok(outs, n, me, salt));
         foehn_pieces_free(outs, (size_t)n);
-        for (int j = 0; j < n; j++) {
-            for (size_t i = 0; i < ins[j].n; i++)
-                free((void *)ins[j].data[i]);
-            free((void *)ins[j].data);
-            free(ins[j].lens);
-        }
-        free(ins);
+        pieces_drop(ins, n);
     }
     SAY("%s: alltoall in pieces, a piece NULL", t->name);
     foehn_pieces *bad = xmalloc((size_t)n * sizeof *bad), *outs = NULL;
@@ -773,6 +791,39 @@ static void test_pieces(const ctx *t)
     EXPECT_RC(foehn_alltoall_pieces(t->comm, bad, &outs, &err), FOEHN_ERR_INVALID);
     EXPECT(outs == NULL);
     free(bad);
+}
+
+/* Many nonblocking alltoalls in pieces at once, small ones (which begin ahead of their
+ * turn) between big ones (which do not) and barriers, waited for last to first: each
+ * gets its own objects, and none waits for one behind it. */
+static void test_pieces_in_flight(const ctx *t)
+{
+    enum { CALLS = 40 };
+    int n = t->size, me = t->rank;
+    foehn_pieces *ins[CALLS], *outs[CALLS];
+    foehn_request *reqs[CALLS], *bars[CALLS];
+    SAY("%s: %d nonblocking alltoalls in pieces in flight", t->name, CALLS);
+    for (int i = 0; i < CALLS; i++) {
+        ins[i] = pieces_make(n, me, i);
+        outs[i] = NULL;
+        reqs[i] = bars[i] = NULL;
+        EXPECT_OK(foehn_ialltoall_pieces(t->comm, ins[i], &outs[i], &reqs[i], &err));
+        if (i % 8 == 7)
+            EXPECT_OK(foehn_ibarrier(t->comm, &bars[i], &err));
+    }
+    int ok = 1;
+    for (int i = CALLS - 1; i >= 0; i--) {
+        EXPECT_OK(foehn_request_wait(reqs[i], -1, NULL, &err));
+        foehn_request_free(reqs[i]);
+        if (bars[i]) {
+            EXPECT_OK(foehn_request_wait(bars[i], -1, NULL, &err));
+            foehn_request_free(bars[i]);
+        }
+        ok &= pieces_all_ok(outs[i], n, me, i);
+        foehn_pieces_free(outs[i], (size_t)n);
+        pieces_drop(ins[i], n);
+    }
+    EXPECT(ok);
 }
 
 /* ---- nonblocking ------------------------------------------------------------- */
@@ -884,6 +935,7 @@ static void suite(const ctx *t)
     test_vectors(t);
     test_blobs(t);
     test_pieces(t);
+    test_pieces_in_flight(t);
     test_nonblocking(t);
     test_invalid(t);
 }

@@ -11,6 +11,8 @@ raised exits 3 (a program that fails), unless the scenario recovers and goes on.
 Scenarios:
   killed-recv   rank 2 dies (SIGKILL) after a barrier; the others sit in recv(source=2)
   killed-coll   the same, the others sit in an Allreduce
+  killed-ialltoall  the same, the others wait (Waitsome) for 200 lowercase ialltoalls
+                in flight, rank 2 having taken part in the first 20
   mismatch-upper   rank 0 calls Bcast, the others Allreduce; then all a Barrier
   mismatch-lower   rank 0 calls bcast, the others allreduce; then all a barrier
   allreduce-counts Allreduce of 4 elements on even ranks, 5 on odd ones
@@ -73,7 +75,12 @@ def main() -> int:
 
     if sc.startswith("killed-"):
         comm.Barrier()
+        parts = [[np.full(8 + 5000 * (i % 7 == 6), i, dtype="u1") for _ in range(size)]
+                 for i in range(200)]
+        reqs = [comm.ialltoall(p) for p in parts[:20 if rank == 2 else 200]] \
+            if sc == "killed-ialltoall" else []
         if rank == 2:
+            MPI.Request.Waitall(reqs)
             time.sleep(1.0)  # the others are inside their calls by now
             with open(a.death, "w") as f:
                 f.write(repr(time.time()))
@@ -81,6 +88,10 @@ def main() -> int:
         try:
             if sc == "killed-recv":
                 comm.recv(source=2, tag=5)
+            elif sc == "killed-ialltoall":
+                while reqs:
+                    done = set(MPI.Request.Waitsome(reqs) or ())
+                    reqs = [q for i, q in enumerate(reqs) if i not in done]
             else:
                 buf = np.zeros(1000)
                 comm.Allreduce(np.ones(1000), buf, op=MPI.SUM)

@@ -95,7 +95,7 @@ def check_killed(r, death, launcher_fails=True):
         assert r.returncode != 0, explain(r)
 
 
-@pytest.mark.parametrize("where", ["recv", "coll"])
+@pytest.mark.parametrize("where", ["recv", "coll", "ialltoall"])
 def test_killed_rank_foehn_run(tmp_path, where):
     death = tmp_path / "death"
     # a long grace: the others must notice themselves, not be stopped by foehn run
