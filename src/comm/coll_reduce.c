@@ -120,7 +120,8 @@ static int reduce_to(const red *r, const void *in, void *out, int root)
     return rc;
 }
 
-static int ring_reduce_scatter(const red *r, unsigned char *work, const foehn_coll_layout *l);
+static int ring_reduce_scatter(const red *r, const unsigned char *in, unsigned char *work,
+                               const foehn_coll_layout *l);
 
 /* n blocks of ceil(count / n) elements, the last ones short or empty. */
 static foehn_coll_layout element_blocks(const red *r, int n)
@@ -140,14 +141,13 @@ int foehn_alg_reduce(foehn_coll *c, const void *sendbuf, void *recvbuf, size_t c
     int n = c->size;
     if (!r.commute || r.bytes < REDUCE_SPLIT_MIN || count < (size_t)n)
         return reduce_to(&r, in, recvbuf, root);
-    /* Ring reduce-scatter on a copy (at the root: in recvbuf itself), then every rank
+    /* Ring reduce-scatter into scratch (at the root: recvbuf itself), then every rank
      * sends its reduced block to the root. */
     foehn_coll_layout l = element_blocks(&r, n);
     unsigned char *work = c->rank == root ? recvbuf : foehn_coll_alloc(c, r.bytes);
     if (!work)
         return FOEHN_ERR_NOMEM;
-    foehn_coll_copy(work, in, r.bytes);
-    rc = ring_reduce_scatter(&r, work, &l);
+    rc = ring_reduce_scatter(&r, work == in ? NULL : in, work, &l);
     if (rc == FOEHN_OK && c->rank == root) {
         rc = foehn_coll_root_exchange(c, work, &l, 1);
     } else if (rc == FOEHN_OK) {
@@ -206,29 +206,42 @@ static int recursive_doubling(const red *r, unsigned char *buf)
 
 /* Ring reduce-scatter over the blocks of work (layout l): in step s rank r passes
  * block r - s - 1 on to the right and folds block r - s - 2 from the left into its
- * own copy, so that after n - 1 steps block r holds the reduction of every rank's. */
-static int ring_reduce_scatter(const red *r, unsigned char *work, const foehn_coll_layout *l)
+ * own copy, so that after n - 1 steps block r holds the reduction of every rank's.
+ * in NULL: work holds this rank's input, and each block received is folded in from a
+ * scratch block. Otherwise in is the input (apart from work) and work starts as
+ * nothing: a block received lands in work and in's block is folded into it, and the
+ * first block sent comes from in, so that in is never copied first (a block a rank
+ * folds is one it has not touched before; the one it sends first it never folds). */
+static int ring_reduce_scatter(const red *r, const unsigned char *in, unsigned char *work,
+                               const foehn_coll_layout *l)
 {
     foehn_coll *c = r->c;
     int n = c->size, rank = c->rank;
     size_t most = 0;
-    for (int b = 0; b < n; b++) {
+    for (int b = 0; b < n && !in; b++) {
         size_t off, len;
         foehn_coll_block(l, b, &off, &len);
         most = len > most ? len : most;
     }
-    unsigned char *tmp = foehn_coll_alloc(c, most);
-    if (!tmp)
+    if (in && n == 1) { /* no step: the reduction is the input */
+        size_t off, len;
+        foehn_coll_block(l, 0, &off, &len);
+        foehn_coll_copy(work + off, in + off, len);
+        return FOEHN_OK;
+    }
+    unsigned char *tmp = in ? NULL : foehn_coll_alloc(c, most);
+    if (!in && !tmp)
         return FOEHN_ERR_NOMEM;
     int rc = FOEHN_OK;
     for (int s = 0; s < n - 1 && rc == FOEHN_OK; s++) {
         size_t soff, slen, roff, rlen;
         foehn_coll_block(l, (rank - s - 1 + n) % n, &soff, &slen);
         foehn_coll_block(l, (rank - s - 2 + 2 * n) % n, &roff, &rlen);
-        rc = foehn_coll_sendrecv(c, (rank + 1) % n, foehn_coll_at(work, soff), slen,
-                                 (rank - 1 + n) % n, tmp, rlen);
+        const unsigned char *from = in && s == 0 ? in : work;
+        rc = foehn_coll_sendrecv(c, (rank + 1) % n, foehn_coll_at(from, soff), slen,
+                                 (rank - 1 + n) % n, in ? foehn_coll_at(work, roff) : tmp, rlen);
         if (rc == FOEHN_OK)
-            rc = apply(r, tmp, work + roff, rlen);
+            rc = in ? apply(r, in + roff, work + roff, rlen) : apply(r, tmp, work + roff, rlen);
     }
     free(tmp);
     return rc;
@@ -241,9 +254,13 @@ int foehn_alg_allreduce(foehn_coll *c, const void *sendbuf, void *recvbuf, size_
     int rc = red_init(&r, c, count, dtype, op);
     if (rc != FOEHN_OK)
         return rc;
-    if (sendbuf != FOEHN_IN_PLACE)
-        foehn_coll_copy(recvbuf, sendbuf, r.bytes);
     int n = c->size;
+    int ring = n > 1 && r.commute && r.bytes >= ALLREDUCE_RING_MIN && count >= (size_t)n;
+    /* the ring reads sendbuf where it lies; everything else starts from a copy */
+    const unsigned char *in = ring && sendbuf != FOEHN_IN_PLACE && sendbuf != recvbuf
+                                  ? sendbuf : NULL;
+    if (sendbuf != FOEHN_IN_PLACE && !in)
+        foehn_coll_copy(recvbuf, sendbuf, r.bytes);
     if (n == 1)
         return FOEHN_OK;
     if (r.bytes < ALLREDUCE_RING_MIN || (r.commute && count < (size_t)n))
@@ -253,7 +270,7 @@ int foehn_alg_allreduce(foehn_coll *c, const void *sendbuf, void *recvbuf, size_
         return rc != FOEHN_OK ? rc : foehn_alg_bcast(c, recvbuf, r.bytes, 0);
     }
     foehn_coll_layout l = element_blocks(&r, n);
-    rc = ring_reduce_scatter(&r, recvbuf, &l);
+    rc = ring_reduce_scatter(&r, in, recvbuf, &l);
     return rc != FOEHN_OK ? rc : foehn_coll_ring_allgather(c, recvbuf, &l, 0);
 }
 
@@ -285,9 +302,8 @@ int foehn_alg_reduce_scatter_block(foehn_coll *c, const void *sendbuf, void *rec
     unsigned char *work = sendbuf == FOEHN_IN_PLACE ? recvbuf : foehn_coll_alloc(c, all.bytes);
     if (!work)
         return FOEHN_ERR_NOMEM;
-    foehn_coll_copy(work, in, all.bytes);
     foehn_coll_layout l = foehn_coll_uniform(r.bytes, all.bytes);
-    rc = ring_reduce_scatter(&all, work, &l);
+    rc = ring_reduce_scatter(&all, work == in ? NULL : in, work, &l);
     if (rc == FOEHN_OK)
         foehn_coll_copy(recvbuf, foehn_coll_at(work, (size_t)c->rank * r.bytes), r.bytes);
     if (work != recvbuf)
