@@ -33,7 +33,7 @@ static int exchange(foehn_coll *c, const unsigned char *src, const foehn_coll_la
         return foehn_fail(c->err, FOEHN_ERR_MISMATCH,
                           "%s: rank %d sends itself %zu bytes but expects %zu from itself",
                           foehn_coll_kind_name(c->kind), rank, slen, rlen);
-    foehn_coll_copy(foehn_coll_at(dst, roff), foehn_coll_at(src, soff), slen);
+    size_t self_off = roff, self_src = soff, self_len = slen;
     for (int i = 0; i < n; i++) {
         foehn_coll_block(sl, i, &soff, &slen);
         if (i != rank)
@@ -54,11 +54,16 @@ static int exchange(foehn_coll *c, const unsigned char *src, const foehn_coll_la
         if (rc == FOEHN_OK)
             rc = foehn_coll_isend(c, to, foehn_coll_at(src, soff), slen, &reqs[nreq + 1]);
         nreq += 2;
+        if (s == 1) /* this rank's own block while the first exchange is under way */
+            foehn_coll_copy(foehn_coll_at(dst, self_off), foehn_coll_at(src, self_src),
+                            self_len);
         if (!burst) {
             int wrc = foehn_coll_waitall(c, reqs + nreq - 2, 2);
             rc = rc != FOEHN_OK ? rc : wrc;
         }
     }
+    if (n == 1)
+        foehn_coll_copy(foehn_coll_at(dst, self_off), foehn_coll_at(src, self_src), self_len);
     int wrc = foehn_coll_waitall(c, reqs, nreq);
     free(reqs);
     return rc != FOEHN_OK ? rc : wrc;
