@@ -16,6 +16,7 @@
 #include "common/clock.h"
 #include "common/fdio.h"
 #include "net/address.h"
+#include "net/connect.h"
 #include "pm/pm.h"
 
 #define ADDR_KEY "foehn.doctor.addr"
@@ -30,22 +31,14 @@ static int listen_on(const char *ip, char *where, size_t len, char *why, size_t 
         snprintf(why, whylen, "'%s' is not a numeric address", ip);
         return -1;
     }
-    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0 || bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, SOMAXCONN) != 0) {
-        snprintf(why, whylen, "cannot listen on %s: %s", ip, strerror(errno));
-        if (fd >= 0)
-            close(fd);
-        freeaddrinfo(ai);
+    int fd = -1, port = 0;
+    int e = foehn_tcp_listen(ai, SOMAXCONN, false, &fd, &port);
+    freeaddrinfo(ai);
+    if (e != 0) {
+        snprintf(why, whylen, "cannot listen on %s: %s", ip, strerror(e));
         return -1;
     }
-    freeaddrinfo(ai);
-    struct sockaddr_storage ss;
-    socklen_t sl = sizeof ss;
-    char host[64], port[16];
-    getsockname(fd, (struct sockaddr *)&ss, &sl);
-    getnameinfo((struct sockaddr *)&ss, sl, host, sizeof host, port, sizeof port,
-                NI_NUMERICHOST | NI_NUMERICSERV);
-    snprintf(where, len, strchr(host, ':') ? "[%s]:%s" : "%s:%s", host, port);
+    snprintf(where, len, strchr(ip, ':') ? "[%s]:%d" : "%s:%d", ip, port);
     return fd;
 }
 
@@ -71,25 +64,13 @@ static void try_connect(const char *where, char *why, size_t whylen)
         snprintf(why, whylen, "rank 0 published '%s', not a numeric address", where);
         return;
     }
-    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    int rc = fd < 0 ? -1 : connect(fd, ai->ai_addr, ai->ai_addrlen);
+    int fd = -1;
+    int e = foehn_tcp_connect(ai, foehn_now() + CONNECT_SECONDS, &fd);
     freeaddrinfo(ai);
-    if (rc != 0 && errno == EINPROGRESS) {
-        int ready = foehn_wait_fd(fd, POLLOUT, foehn_now() + CONNECT_SECONDS);
-        int soerr = 0;
-        socklen_t sl = sizeof soerr;
-        if (ready <= 0) {
-            errno = ETIMEDOUT;
-        } else {
-            getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl);
-            errno = soerr;
-            rc = soerr ? -1 : 0;
-        }
-    }
-    if (rc == 0)
+    if (e == 0)
         why[0] = '\0';
     else
-        snprintf(why, whylen, "%s", strerror(errno ? errno : ECONNREFUSED));
+        snprintf(why, whylen, "%s", strerror(e));
     if (fd >= 0)
         close(fd);
 }

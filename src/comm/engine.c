@@ -28,6 +28,7 @@
 #include "common/random.h"
 #include "discovery/env.h"
 #include "net/address.h"
+#include "net/connect.h"
 #include "pm/pm.h"
 
 extern char **environ;
@@ -155,21 +156,10 @@ static int listen_on(const char *ip, int *fd_out, int *port_out, foehn_error *er
     int rc = resolve(ip, "0", &ai, err);
     if (rc != FOEHN_OK)
         return rc;
-    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_storage bound;
-    socklen_t blen = sizeof bound;
-    if (fd < 0 || bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, SOMAXCONN) != 0 ||
-        getsockname(fd, (struct sockaddr *)&bound, &blen) != 0) {
-        rc = foehn_fail(err, FOEHN_ERR_SYSTEM, "cannot listen on %s: %s", ip, strerror(errno));
-        if (fd >= 0)
-            close(fd);
-        freeaddrinfo(ai);
-        return rc;
-    }
+    int e = foehn_tcp_listen(ai, SOMAXCONN, false, fd_out, port_out);
     freeaddrinfo(ai);
-    *port_out = bound.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&bound)->sin6_port)
-                                            : ntohs(((struct sockaddr_in *)&bound)->sin_port);
-    *fd_out = fd;
+    if (e != 0)
+        return foehn_fail(err, FOEHN_ERR_SYSTEM, "cannot listen on %s: %s", ip, strerror(e));
     return FOEHN_OK;
 }
 
@@ -236,29 +226,18 @@ static int connect_to(foehn_engine *e, int peer, const char *endpoint, double de
     int rc = resolve(ip, port, &ai, err);
     if (rc != FOEHN_OK)
         return rc;
-    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (fd < 0) {
-        freeaddrinfo(ai);
-        return foehn_fail(err, FOEHN_ERR_SYSTEM, "socket: %s", strerror(errno));
-    }
-    rc = connect(fd, ai->ai_addr, ai->ai_addrlen) == 0 || errno == EINPROGRESS ? FOEHN_OK
-                                                                               : FOEHN_ERR_PEER;
+    int fd = -1;
+    int cerr = foehn_tcp_connect(ai, deadline, &fd);
     freeaddrinfo(ai);
-    if (rc == FOEHN_OK) {
-        int ready = foehn_wait_fd(fd, POLLOUT, deadline);
-        int soerr = 0;
-        socklen_t slen = sizeof soerr;
-        if (ready <= 0)
-            rc = ready == 0 ? FOEHN_ERR_TIMEOUT : FOEHN_ERR_SYSTEM;
-        else if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &slen) != 0 || soerr != 0)
-            rc = FOEHN_ERR_PEER, errno = soerr;
-    }
+    rc = cerr == 0 ? FOEHN_OK : cerr == ETIMEDOUT ? FOEHN_ERR_TIMEOUT : FOEHN_ERR_PEER;
+    errno = cerr;
     unsigned char hello[FOEHN_WIRE_HELLO];
     hello_encode(hello, e->rank);
     if (rc == FOEHN_OK)
         rc = write_exact(fd, hello, sizeof hello, deadline);
     if (rc != FOEHN_OK) {
-        close(fd);
+        if (fd >= 0)
+            close(fd);
         return foehn_fail(err, rc, "rank %d could not connect to rank %d (host %s) at %s port %s: "
                           "%s; check that the hosts reach each other on that network "
                           "(FOEHN_IFACE picks the interface)",

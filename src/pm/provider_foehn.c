@@ -24,6 +24,7 @@
 #include "common/error.h"
 #include "common/fdio.h"
 #include "discovery/env.h"
+#include "net/connect.h"
 #include "pm/pm.h"
 #include "pm/rendezvous.h"
 #include "pm/rendezvous_wire.h"
@@ -195,31 +196,14 @@ static int parse_addr(const char *addr, char *host, size_t host_cap, char *port,
     return FOEHN_OK;
 }
 
-/* One non-blocking connect to a, finished by deadline: 0, or an errno. */
+/* One connect to a, finished by deadline: 0, or an errno. */
 static int connect_once(const struct addrinfo *a, double deadline, int *fd_out)
 {
-    int fd = socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, a->ai_protocol);
-    if (fd < 0)
-        return errno;
-    int e = 0;
-    if (connect(fd, a->ai_addr, a->ai_addrlen) != 0) {
-        e = errno;
-        if (e == EINPROGRESS || e == EINTR) {
-            int ready = foehn_wait_fd(fd, POLLOUT, deadline);
-            socklen_t elen = sizeof e;
-            if (ready <= 0)
-                e = ready == 0 ? ETIMEDOUT : errno;
-            else if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &elen) != 0)
-                e = errno;
-        }
-    }
-    if (e != 0) {
-        close(fd);
+    int e = foehn_tcp_connect(a, deadline, fd_out);
+    if (e != 0)
         return e;
-    }
     int one = 1; /* fences are small request/reply exchanges: never wait for Nagle */
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    *fd_out = fd;
+    setsockopt(*fd_out, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     return 0;
 }
 

@@ -64,6 +64,7 @@
 #include "common/clock.h"
 #include "common/error.h"
 #include "discovery/env.h"
+#include "net/connect.h"
 #include "pm/pmi_text.h"
 
 #define PMI1_LINE_MAX 1024        /* PMIU_MAXLINE: a PMI-1 line with its '\n' */
@@ -640,39 +641,11 @@ static int connect_port(foehn_pm *pm, pmi_state *st, const char *port_var, doubl
     int last = 0;
     double deadline = foehn_now() + timeout;
     for (struct addrinfo *a = res; a; a = a->ai_next) {
-        int fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK,
-                        a->ai_protocol);
-        if (fd < 0) {
-            last = errno;
-            continue;
-        }
-        int rc = connect(fd, a->ai_addr, a->ai_addrlen);
-        if (rc < 0 && errno == EINPROGRESS) {
-            for (;;) {
-                double left = deadline - foehn_now();
-                if (left <= 0) {
-                    errno = ETIMEDOUT;
-                    break;
-                }
-                struct pollfd p = {.fd = fd, .events = POLLOUT, .revents = 0};
-                int n = poll(&p, 1, (int)(left * 1000.0) + 1);
-                if (n < 0 && errno == EINTR)
-                    continue;
-                if (n <= 0) {
-                    errno = n == 0 ? ETIMEDOUT : errno;
-                    break;
-                }
-                int soerr = 0;
-                socklen_t sl = sizeof soerr;
-                if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) == 0 && soerr == 0) {
-                    rc = 0;
-                } else {
-                    errno = soerr ? soerr : errno;
-                }
-                break;
-            }
-        }
-        if (rc == 0) {
+        int fd;
+        last = foehn_tcp_connect(a, deadline, &fd);
+        if (last == 0) {
+            /* blocking, as a PMI_FD descriptor from the launcher is (reads wait in poll
+             * with the deadline first) */
             int fl = fcntl(fd, F_GETFL);
             if (fl >= 0)
                 fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
@@ -681,8 +654,6 @@ static int connect_port(foehn_pm *pm, pmi_state *st, const char *port_var, doubl
             st->opened = true;
             return FOEHN_OK;
         }
-        last = errno;
-        close(fd);
     }
     freeaddrinfo(res);
     char c[160];

@@ -33,6 +33,7 @@
 #include "common/error.h"
 #include "common/fdio.h"
 #include "common/random.h"
+#include "net/connect.h"
 #include "pm/rendezvous_wire.h"
 
 /* When a connection drops without BYE, how long to wait for the launcher to say how
@@ -771,34 +772,12 @@ static int listen_on(foehn_rdv_server *srv, const char *host, foehn_error *err)
     int saved = 0;
     /* The kernel caps the backlog at net.core.somaxconn; ask for the whole job. */
     int backlog = srv->size + 128 > SOMAXCONN ? srv->size + 128 : SOMAXCONN;
-    for (struct addrinfo *a = ai; a; a = a->ai_next) {
-        int fd = socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                        a->ai_protocol);
-        if (fd >= 0 && bind(fd, a->ai_addr, a->ai_addrlen) == 0 && listen(fd, backlog) == 0) {
-            srv->listen_fd = fd;
-            break;
-        }
-        saved = errno;
-        if (fd >= 0)
-            close(fd);
-    }
+    for (struct addrinfo *a = ai; a && srv->listen_fd < 0; a = a->ai_next)
+        saved = foehn_tcp_listen(a, backlog, true, &srv->listen_fd, &srv->port);
     freeaddrinfo(ai);
     if (srv->listen_fd < 0)
         return foehn_fail(err, FOEHN_ERR_SYSTEM, "cannot listen on %s: %s", host,
                           strerror(saved));
-    struct sockaddr_storage sa = {0};
-    socklen_t salen = sizeof sa;
-    if (getsockname(srv->listen_fd, (struct sockaddr *)&sa, &salen) != 0)
-        return foehn_fail(err, FOEHN_ERR_SYSTEM, "getsockname: %s", strerror(errno));
-    if (sa.ss_family == AF_INET6) {
-        struct sockaddr_in6 in6;
-        memcpy(&in6, &sa, sizeof in6);
-        srv->port = ntohs(in6.sin6_port);
-    } else {
-        struct sockaddr_in in4;
-        memcpy(&in4, &sa, sizeof in4);
-        srv->port = ntohs(in4.sin_port);
-    }
     return FOEHN_OK;
 }
 

@@ -44,6 +44,7 @@
 #include "common/error.h"
 #include "common/fdio.h"
 #include "common/random.h"
+#include "net/connect.h"
 
 #define WD_MAGIC 0x46574447u /* "FWDG" */
 #define WD_VERSION 1u
@@ -637,27 +638,12 @@ static int up_start(foehn_watchdog *wd, const char *value, double timeout, foehn
     if (g != 0)
         return foehn_fail(err, FOEHN_ERR_INVALID, "rank 0's watchdog address %s:%s: %s", ip,
                           port, gai_strerror(g));
-    wd->up_fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (wd->up_fd < 0) {
-        int e = errno;
-        freeaddrinfo(ai);
-        return foehn_fail(err, FOEHN_ERR_SYSTEM, "watchdog: socket: %s", strerror(e));
-    }
-    int c = connect(wd->up_fd, ai->ai_addr, ai->ai_addrlen);
+    int e = foehn_tcp_connect(ai, deadline, &wd->up_fd);
     freeaddrinfo(ai);
-    int e = c == 0 ? 0 : errno;
-    if (c != 0 && (errno == EINPROGRESS || errno == EINTR)) {
-        int r = foehn_wait_fd(wd->up_fd, POLLOUT, deadline);
-        if (r == 0)
-            return foehn_fail(err, FOEHN_ERR_TIMEOUT,
-                              "rank %d could not reach rank 0's watchdog at %s:%s within %g s",
-                              wd->rank, ip, port, timeout);
-        socklen_t elen = sizeof e;
-        if (r < 0)
-            e = errno;
-        else if (getsockopt(wd->up_fd, SOL_SOCKET, SO_ERROR, &e, &elen) != 0)
-            e = errno;
-    }
+    if (e == ETIMEDOUT)
+        return foehn_fail(err, FOEHN_ERR_TIMEOUT,
+                          "rank %d could not reach rank 0's watchdog at %s:%s within %g s",
+                          wd->rank, ip, port, timeout);
     if (e != 0)
         return foehn_fail(err, e == ECONNREFUSED ? FOEHN_ERR_PEER : FOEHN_ERR_SYSTEM,
                           "rank %d could not connect to rank 0's watchdog at %s:%s: %s",
@@ -876,29 +862,18 @@ static int r0_listen(foehn_watchdog *wd, const char *ip, char *publish, size_t p
         return foehn_fail(err, FOEHN_ERR_INVALID,
                           "the watchdog cannot listen on \"%s\": not a numeric address (%s)",
                           ip ? ip : "(none)", gai_strerror(g));
-    int family = ai->ai_family;
-    wd->listen_fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    int e = wd->listen_fd < 0 ? errno : 0;
-    if (!e && bind(wd->listen_fd, ai->ai_addr, ai->ai_addrlen) != 0)
-        e = errno;
+    int port = 0;
+    int e = foehn_tcp_listen(ai, SOMAXCONN, true, &wd->listen_fd, &port);
     freeaddrinfo(ai);
-    if (!e && listen(wd->listen_fd, SOMAXCONN) != 0)
-        e = errno;
-    struct sockaddr_storage ss;
-    socklen_t sslen = sizeof ss;
-    if (!e && getsockname(wd->listen_fd, (struct sockaddr *)&ss, &sslen) != 0)
-        e = errno;
     if (e)
         return foehn_fail(err, FOEHN_ERR_SYSTEM, "the watchdog cannot listen on %s: %s", ip,
                           strerror(e));
-    unsigned port = family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
-                                       : ntohs(((struct sockaddr_in *)&ss)->sin_port);
-    snprintf(wd->where, sizeof wd->where, "%s:%u", ip, port);
+    snprintf(wd->where, sizeof wd->where, "%s:%d", ip, port);
 
     char hex[WD_TOKEN_HEX + 1];
     for (int i = 0; i < WD_TOKEN_BYTES; i++)
         snprintf(hex + 2 * i, 3, "%02x", wd->token[i]);
-    int w = snprintf(publish, publish_len, "%s:%u:%s", ip, port, hex);
+    int w = snprintf(publish, publish_len, "%s:%d:%s", ip, port, hex);
     if (w < 0 || (size_t)w >= publish_len)
         return foehn_fail(err, FOEHN_ERR_LIMIT,
                           "the watchdog's address needs %d bytes; the caller gave %zu", w + 1,
