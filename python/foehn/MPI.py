@@ -20,7 +20,6 @@ import hashlib
 import operator
 import os
 import pickle as _pickle
-import queue
 import re
 import socket
 import struct
@@ -858,8 +857,8 @@ def _fill(status: Status | None, st) -> None:
 # ---- requests --------------------------------------------------------------------
 
 class Request:
-    """A nonblocking operation: a C request (buffers, p2p, uppercase collectives), or
-    a future (lowercase collectives and custom operations, run on helper threads).
+    """A nonblocking operation: a C request (buffers, p2p, collectives), or a future
+    (pympi's custom operations, run on a helper thread).
     Once completed by a wait or a successful test it is REQUEST_NULL."""
 
     def __init__(self, request: "Request | None" = None) -> None:
@@ -1166,41 +1165,7 @@ def _done_request(value=None) -> Request:
     return Request._of(future=future)
 
 
-# ---- helper threads: nonblocking object collectives, custom operations ---------------
-
-class _Worker:
-    """Runs a communicator's nonblocking lowercase collectives one after another, in
-    the order they were started (the same on every rank), on its private duplicate."""
-
-    def __init__(self, side) -> None:
-        self._side = side
-        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name="foehn.MPI collectives",
-                                        daemon=True)
-        self._thread.start()
-
-    def submit(self, job) -> futures.Future:
-        future: futures.Future = futures.Future()
-        self._jobs.put((job, future))
-        return future
-
-    def _run(self) -> None:
-        while True:
-            item = self._jobs.get()
-            if item is None:
-                return
-            job, future = item
-            if not future.set_running_or_notify_cancel():
-                continue
-            try:
-                future.set_result(job(self._side))
-            except BaseException as exc:  # noqa: B036 -- handed to the waiter
-                future.set_exception(exc)
-
-    def stop(self, timeout: float) -> None:
-        self._jobs.put(None)
-        self._thread.join(timeout)
-
+# ---- helper threads: custom operations ---------------------------------------------
 
 class _OpState:
     """One custom operation as one rank sees it."""
@@ -1387,12 +1352,15 @@ class _BlobCall:
     gives. Nonblocking, the engine's own worker runs it and the waiter unpickles:
     no Python thread is involved."""
 
-    __slots__ = ("name", "args", "finish")
+    __slots__ = ("name", "args", "finish", "blocking")
 
-    def __init__(self, name: str, args: tuple, finish) -> None:
-        self.name, self.args, self.finish = name, args, finish
+    def __init__(self, name: str, args: tuple, finish, blocking=None) -> None:
+        """blocking: how the blocking form runs instead, where it differs."""
+        self.name, self.args, self.finish, self.blocking = name, args, finish, blocking
 
     def __call__(self, c):
+        if self.blocking is not None:
+            return self.blocking(c)
         return self.finish(getattr(c, self.name)(*self.args))
 
     def start(self, c) -> "Request":
@@ -1411,17 +1379,13 @@ def _loads_all(blobs):
 
 def _object_pair(prepare, name: str):
     """The lowercase collective `name` and its nonblocking twin `i<name>`: prepare
-    (on the caller's thread: checks and pickling) returns run(c), the collective on a
-    C communicator, run here on the communicator itself, or for the twin in order on
-    the private duplicate's worker thread."""
+    (on the caller's thread: checks and pickling) returns the _BlobCall, run here or
+    started in the C engine."""
     def blocking(self, *args, **kwargs):
         return prepare(self, *args, **kwargs)(self._handle())
 
     def nonblocking(self, *args, **kwargs) -> Request:
-        job = prepare(self, *args, **kwargs)
-        if isinstance(job, _BlobCall):
-            return job.start(self._handle())
-        return Request._of(future=self._worker().submit(job))
+        return prepare(self, *args, **kwargs).start(self._handle())
 
     for fn, fname in ((blocking, name), (nonblocking, "i" + name)):
         fn.__name__ = fn.__qualname__ = fname
@@ -1441,6 +1405,15 @@ def _shared(c, outcome_at_root, root: int):
     if not ok:
         raise value
     return value
+
+
+def _everywhere(outcome):
+    """outcome(), computed alike on every rank: a failure raised as the blocking forms
+    raise the root's (RemoteException)."""
+    try:
+        return outcome()
+    except BaseException as exc:  # noqa: B036 -- raised on every rank
+        raise proto.RemoteException.from_exception(exc) from None
 
 
 def _prefixes(c, blob: bytes, op: Op, exclusive: bool):
@@ -1486,7 +1459,7 @@ class Comm:
     def _make(cls, c, name: str = "") -> "Comm":
         self = cls()
         self._c, self._side, self._name = c, c.dup(), name
-        self._helpers_state = {"worker": None, "router": None, "lock": threading.Lock()}
+        self._helpers_state = {"router": None, "lock": threading.Lock()}
         return self
 
     def _handle(self):
@@ -1505,9 +1478,6 @@ class Comm:
                 with _helpers_lock:
                     _HELPERS.append(state[kind])
             return state[kind]
-
-    def _worker(self) -> _Worker:
-        return self._helper("worker", _Worker)
 
     # -- about the communicator --
     def Get_rank(self) -> int:
@@ -1580,7 +1550,7 @@ class Comm:
         if self is COMM_WORLD or self is COMM_SELF or c is _world_c or c is _self_c:
             raise Exception(ERR_COMM, "COMM_WORLD and COMM_SELF cannot be freed")
         state = self._helpers_state
-        for helper in (state[kind] for kind in ("worker", "router")) if state else ():
+        for helper in (state[kind] for kind in ("router",)) if state else ():
             if helper is not None:
                 helper.stop(5.0)
                 with _helpers_lock:
@@ -1880,12 +1850,16 @@ class Comm:
     def _o_reduce(self, sendobj, op=SUM, root: int = 0):
         """sendobj op ... over every rank in rank order (mpi4py: Python operators for
         the predefined ops), at the root; None elsewhere."""
-        op, blob = _as_op(op), _dumps(sendobj)
+        op = _as_op(op)
 
-        def run(c):
-            blobs = c.gather_blob(blob, root)
+        def fold(blobs):
             return None if blobs is None else op._fold([_loads(b) for b in blobs])
-        return run
+        return _BlobCall("gather_blob", (_dumps(sendobj), root), fold)
+
+    # The other reductions of objects: blocking, gathered at rank 0, folded there once
+    # and the outcome sent back; nonblocking, gathered on every rank by the engine and
+    # folded (all of it, so that a failure fails every rank, as it does blocking) by
+    # whichever thread takes the result, so that no Python thread runs them.
 
     def _o_allreduce(self, sendobj, op=SUM):
         """sendobj op ... over every rank in rank order, on every rank."""
@@ -1894,17 +1868,24 @@ class Comm:
         def run(c):
             blobs = c.gather_blob(blob, 0)
             return _shared(c, lambda: op._fold([_loads(b) for b in blobs]), 0)
-        return run
+        return _BlobCall("allgather_blob", (blob,),
+                         lambda blobs: _everywhere(lambda: op._fold(_loads_all(blobs))), run)
 
     def _o_scan(self, sendobj, op=SUM):
         """Rank i gets the reduction over ranks 0..i."""
-        op, blob = _as_op(op), _dumps(sendobj)
-        return lambda c: _prefixes(c, blob, op, exclusive=False)
+        return self._o_prefix(sendobj, op, exclusive=False)
 
     def _o_exscan(self, sendobj, op=SUM):
         """Rank i gets the reduction over ranks 0..i-1 (None on rank 0)."""
-        op, blob = _as_op(op), _dumps(sendobj)
-        return lambda c: _prefixes(c, blob, op, exclusive=True)
+        return self._o_prefix(sendobj, op, exclusive=True)
+
+    def _o_prefix(self, sendobj, op, exclusive: bool):
+        op, blob, rank = _as_op(op), _dumps(sendobj), self.rank
+
+        def mine(blobs):
+            return _everywhere(lambda: op._prefixes(_loads_all(blobs), exclusive))[rank]
+        return _BlobCall("allgather_blob", (blob,), mine,
+                         lambda c: _prefixes(c, blob, op, exclusive))
 
     bcast, ibcast = _object_pair(_o_bcast, "bcast")
     gather, igather = _object_pair(_o_gather, "gather")

@@ -138,6 +138,23 @@ check("nonblocking", MPI.Request.waitall(reqs),
       [0, sum(range(size)), [rank] * size, list(range(size)) if rank == 0 else None, rank,
        list(range(size)), sum(range(size)) if rank == 0 else None, rank + 1,
        None if rank == 0 else rank, None])
+# the nonblocking reductions of objects fold in rank order too, and an operation that
+# fails anywhere fails them on every rank, as the blocking ones do
+reqs = [comm.iallreduce(str(rank), op=concat), comm.iscan(str(rank), op=concat),
+        comm.iexscan(str(rank), op=concat), comm.ireduce(str(rank), op=concat, root=size - 1)]
+check("nonblocking user op", MPI.Request.waitall(list(reversed(reqs)))[::-1],
+      ["".join(map(str, range(size))), "".join(map(str, range(rank + 1))),
+       None if rank == 0 else "".join(map(str, range(rank))),
+       "".join(map(str, range(size))) if rank == size - 1 else None])
+picky = MPI.Op.Create(lambda a, b, dt: a + b if b != size - 1 else 1 / 0, commute=False)
+for name in ("allreduce", "iallreduce", "scan", "iscan", "exscan", "iexscan"):
+    try:
+        got = getattr(comm, name)(rank, op=picky)
+        got = got.wait() if name.startswith("i") else got
+    except proto.RemoteException as exc:
+        got = "ZeroDivisionError" in str(exc)
+    check(f"{name}: a failing op", got,
+          True if size > 1 else None if name.endswith("exscan") else rank)
 # alltoall sends large buffers out of band (pickle protocol 5), from their memory: the
 # arrays come back equal and writable, contiguous or not, inside other objects too
 big = [np.full((300, 100), rank * 100 + j, dtype=np.float64) for j in range(size)]
