@@ -116,8 +116,21 @@ typedef void kernel_fn(const unsigned char *restrict in, unsigned char *restrict
         memcpy(io + (k) * sizeof(S), &sr_, sizeof(S)); \
     } while (0)
 
+/* Each kernel is built for AVX-512, AVX2 and the baseline, chosen when the library
+ * loads (glibc's ifunc): a reduction of a cached megabyte is bound by how wide the
+ * loads and stores are, and the baseline has SSE2 only. */
+#if defined(__x86_64__) && defined(__has_attribute)
+#if __has_attribute(target_clones) && !defined(FOEHN_NO_CLONES)
+#define KERNEL_ISA __attribute__((target_clones("avx512f", "avx2", "default")))
+#endif
+#endif
+#ifndef KERNEL_ISA
+#define KERNEL_ISA
+#endif
+
 #define KERNEL(name, S, C, LOAD, STORE, EXPR) \
-    static void name(const unsigned char *restrict in, unsigned char *restrict io, size_t n) \
+    KERNEL_ISA static void name(const unsigned char *restrict in, unsigned char *restrict io, \
+                                size_t n) \
     { \
         size_t i = 0; \
         for (; n - i >= KBLOCK; i += KBLOCK) \
