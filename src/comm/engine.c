@@ -781,6 +781,17 @@ static int offer_single_copy(foehn_engine *e, double deadline, foehn_error *err)
     return FOEHN_OK;
 }
 
+/* How large a message may be staged (engine.h's stage_max), once every rank's host is
+ * known. */
+static size_t stage_max_for(const foehn_engine *e)
+{
+    int local = 0;
+    for (int r = 0; r < e->size; r++)
+        local += e->hosts[r] && strcmp(e->hosts[r], e->hosts[e->rank]) == 0;
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    return cpus > 0 && local > cpus ? FOEHN_SHM_STAGE_CROWDED : FOEHN_SHM_STAGE_MAX;
+}
+
 static int join(foehn_engine *e, double timeout, foehn_error *err)
 {
     e->rank = e->pm->rank;
@@ -828,6 +839,8 @@ static int join(foehn_engine *e, double timeout, foehn_error *err)
     } else {
         e->hosts[0] = strdup(e->hostname);
     }
+    if (rc == FOEHN_OK)
+        e->stage_max = stage_max_for(e);
     if (rc == FOEHN_OK)
         rc = start_progress(e, err);
     int *world = rc == FOEHN_OK ? malloc((size_t)e->size * sizeof *world) : NULL;

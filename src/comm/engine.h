@@ -171,6 +171,9 @@ struct foehn_engine {
     foehn_comm *comms;          /* every communicator not yet released */
     int workers;                /* worker threads still running */
     double timeout;             /* foehn_comm_timeout() */
+    size_t stage_max;           /* the largest message staged through shared memory
+                                 * (shm.h): FOEHN_SHM_STAGE_MAX, or _CROWDED where this
+                                 * host has more ranks than cores */
     int spin_us;                /* how long a waiter watches before it sleeps (request.c) */
     int spin_debt;              /* how far waits ran long, to stop spinning (request.c) */
     /* Waiters that drive the sockets themselves (foehn_engine_drive_*): while there is

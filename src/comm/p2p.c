@@ -575,7 +575,7 @@ int foehn_p2p_isend_locked(foehn_comm *comm, uint32_t ctx, uint32_t kind, const 
         r->rts = true;
         r->rts_id = ++p->next_rts;
         uint64_t addr = (uint64_t)(uintptr_t)buf;
-        foehn_shm_out *staging = len <= FOEHN_SHM_STAGE_MAX ? staging_for(e, world) : NULL;
+        foehn_shm_out *staging = len <= e->stage_max ? staging_for(e, world) : NULL;
         staged = staging ? foehn_shm_stage(staging, buf, len, FOEHN_SHM_PIECE, r->rts_id)
                          : NULL;
         if (staged) {
