@@ -69,9 +69,9 @@ int foehn_coll_begin(foehn_comm *comm, int kind, foehn_coll *c, foehn_error *err
  * follow the order of the calls), and queues run(c, args) on comm's worker thread.
  * *req completes with run's result and message. free_args(args) (may be NULL) is
  * called once run has returned, or at once when starting fails. begin (may be NULL)
- * may be called once, before run and before the earlier jobs have finished: it posts
- * what it can without blocking and says whether it did (run then finishes the job). */
-int foehn_coll_start(foehn_comm *comm, int kind, bool (*begin)(foehn_coll *c, void *args),
+ * may be called once, before run and before the earlier jobs have finished: it may
+ * post what it can without blocking, and run then finishes what it began. */
+int foehn_coll_start(foehn_comm *comm, int kind, void (*begin)(foehn_coll *c, void *args),
                      int (*run)(foehn_coll *c, void *args), void *args,
                      void (*free_args)(void *args), foehn_request **req, foehn_error *err);
 

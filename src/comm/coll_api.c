@@ -199,17 +199,16 @@ static void clear_outputs(const coll_args *a)
 
 /* Ahead of its turn (foehn_coll_start's begin): an alltoall of pieces small enough to
  * burst posts its messages now. */
-static bool begin(foehn_coll *c, void *p)
+static void begin(foehn_coll *c, void *p)
 {
     coll_args *a = p;
     if (a->kind != FOEHN_COLL_ALLTOALL_PIECES)
-        return false;
+        return;
     int rc = check(c, a);
     if (rc == FOEHN_OK && !foehn_alg_alltoall_pieces_bursts(c, a->pins))
-        return false;
+        return;
     a->begun = true;
     a->begun_rc = rc == FOEHN_OK ? foehn_alg_alltoall_pieces_start(c, a->pins, &a->flight) : rc;
-    return true;
 }
 
 static int run(foehn_coll *c, void *p)

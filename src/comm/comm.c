@@ -17,7 +17,7 @@
  * fail fast then: every pending request has been failed). */
 #define WORKER_STOP_WAIT 10.0
 
-/* How many queued jobs may have begun ahead of the one that runs (foehn_coll_start's
+/* How far down the queue jobs may begin ahead of the one that runs (foehn_coll_start's
  * begin): each holds its receives' buffers meanwhile. */
 #define BEGIN_AHEAD_MAX 64
 
@@ -25,8 +25,8 @@ struct foehn_coll_job {
     struct foehn_coll_job *next;
     foehn_coll coll;
     foehn_error err;
-    bool (*begin)(foehn_coll *c, void *args);
-    bool begun;
+    void (*begin)(foehn_coll *c, void *args);
+    bool begin_called;
     int (*run)(foehn_coll *c, void *args);
     void *args;
     void (*free_args)(void *args);
@@ -407,24 +407,21 @@ int foehn_coll_recv_blob(foehn_coll *c, int source, void **data, size_t *len)
 
 /* ---- the worker thread of nonblocking collectives ------------------------------ */
 
-/* Under e->mu, which it drops meanwhile. Begins the queued jobs that can begin
- * ahead of their turn, up to BEGIN_AHEAD_MAX of them: only the thread that runs jobs
- * takes them off the queue, so the ones it walks stay put while it calls begin. */
+/* Under e->mu, which it drops meanwhile. Lets the next BEGIN_AHEAD_MAX queued jobs
+ * begin, those that can and have not: only the thread that runs jobs takes them off
+ * the queue, so the ones it walks stay put while it calls begin. */
 static void begin_ahead(foehn_comm *comm)
 {
     foehn_engine *e = comm->engine;
-    int begun = 0;
-    for (struct foehn_coll_job *job = comm->jobs_head; job && begun < BEGIN_AHEAD_MAX;
-         job = job->next) {
-        if (job->begun || !job->begin) {
-            begun += job->begun;
+    int seen = 0;
+    for (struct foehn_coll_job *job = comm->jobs_head; job && seen < BEGIN_AHEAD_MAX;
+         job = job->next, seen++) {
+        if (job->begin_called || !job->begin)
             continue;
-        }
-        job->begun = true;
+        job->begin_called = true;
         pthread_mutex_unlock(&e->mu);
-        bool started = job->begin(&job->coll, job->args);
+        job->begin(&job->coll, job->args);
         pthread_mutex_lock(&e->mu);
-        begun += started;
     }
 }
 
@@ -506,7 +503,7 @@ static int start_worker(foehn_comm *comm, foehn_error *err)
     return FOEHN_OK;
 }
 
-int foehn_coll_start(foehn_comm *comm, int kind, bool (*begin)(foehn_coll *c, void *args),
+int foehn_coll_start(foehn_comm *comm, int kind, void (*begin)(foehn_coll *c, void *args),
                      int (*run)(foehn_coll *c, void *args), void *args,
                      void (*free_args)(void *args), foehn_request **req, foehn_error *err)
 {
