@@ -263,15 +263,15 @@ int foehn_alg_allreduce(foehn_coll *c, const void *sendbuf, void *recvbuf, size_
         foehn_coll_copy(recvbuf, sendbuf, r.bytes);
     if (n == 1)
         return FOEHN_OK;
-    if (r.bytes < ALLREDUCE_RING_MIN || (r.commute && count < (size_t)n))
-        return recursive_doubling(&r, recvbuf);
-    if (!r.commute) {
-        rc = reduce_to(&r, recvbuf, recvbuf, 0);
-        return rc != FOEHN_OK ? rc : foehn_alg_bcast(c, recvbuf, r.bytes, 0);
+    if (ring) {
+        foehn_coll_layout l = element_blocks(&r, n);
+        rc = ring_reduce_scatter(&r, in, recvbuf, &l);
+        return rc != FOEHN_OK ? rc : foehn_coll_ring_allgather(c, recvbuf, &l, 0);
     }
-    foehn_coll_layout l = element_blocks(&r, n);
-    rc = ring_reduce_scatter(&r, in, recvbuf, &l);
-    return rc != FOEHN_OK ? rc : foehn_coll_ring_allgather(c, recvbuf, &l, 0);
+    if (r.bytes < ALLREDUCE_RING_MIN || r.commute) /* small, or fewer elements than ranks */
+        return recursive_doubling(&r, recvbuf);
+    rc = reduce_to(&r, recvbuf, recvbuf, 0);
+    return rc != FOEHN_OK ? rc : foehn_alg_bcast(c, recvbuf, r.bytes, 0);
 }
 
 int foehn_alg_reduce_scatter_block(foehn_coll *c, const void *sendbuf, void *recvbuf,
