@@ -1423,7 +1423,7 @@ def _prefixes(c, blob: bytes, op: Op, exclusive: bool):
     outcome = None
     if blobs is not None:
         try:
-            results = op._prefixes([_loads(b) for b in blobs], exclusive)
+            results = op._prefixes(_loads_all(blobs), exclusive)
             outcome = [_dumps((True, r)) for r in results]
         except BaseException as exc:  # noqa: B036 -- raised on every rank
             outcome = [_dumps((False, proto.RemoteException.from_exception(exc)))] * len(blobs)
@@ -1550,11 +1550,11 @@ class Comm:
         if self is COMM_WORLD or self is COMM_SELF or c is _world_c or c is _self_c:
             raise Exception(ERR_COMM, "COMM_WORLD and COMM_SELF cannot be freed")
         state = self._helpers_state
-        for helper in (state[kind] for kind in ("router",)) if state else ():
-            if helper is not None:
-                helper.stop(5.0)
-                with _helpers_lock:
-                    _HELPERS.remove(helper)
+        helper = state["router"] if state else None
+        if helper is not None:
+            helper.stop(5.0)
+            with _helpers_lock:
+                _HELPERS.remove(helper)
         c.free()
         self._side.free()
         self._c = self._side = None
@@ -1853,7 +1853,7 @@ class Comm:
         op = _as_op(op)
 
         def fold(blobs):
-            return None if blobs is None else op._fold([_loads(b) for b in blobs])
+            return None if blobs is None else op._fold(_loads_all(blobs))
         return _BlobCall("gather_blob", (_dumps(sendobj), root), fold)
 
     # The other reductions of objects: blocking, gathered at rank 0, folded there once
@@ -1867,7 +1867,7 @@ class Comm:
 
         def run(c):
             blobs = c.gather_blob(blob, 0)
-            return _shared(c, lambda: op._fold([_loads(b) for b in blobs]), 0)
+            return _shared(c, lambda: op._fold(_loads_all(blobs)), 0)
         return _BlobCall("allgather_blob", (blob,),
                          lambda blobs: _everywhere(lambda: op._fold(_loads_all(blobs))), run)
 

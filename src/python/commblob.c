@@ -169,7 +169,6 @@ static PyObject *object_call_done(int rc, const foehn_error *err, hold *h, foehn
     return result;
 }
 
-
 /* A call's zeroed record of `size` bytes and, when nonblocking, the hold that keeps it
  * (and its Python objects) until the request is waited for (*h NULL otherwise); NULL
  * with MemoryError when either cannot be had. */
