@@ -212,6 +212,14 @@ class Launch:
         if "pympi" in args.impls.split(",") + args.iops_impls.split(","):
             self.pympi_py, self.pympi_why = pympi_python()
 
+    def settle(self) -> None:
+        """A pause before each timed job. A job started right after one that freed
+        gigabytes (pympi's iops runs) ran up to 1.8x slower on a virtual machine
+        while its host took the freed memory back; the pause keeps one job's
+        aftermath out of the next one's times, whoever comes next."""
+        if self.args.settle > 0:
+            time.sleep(self.args.settle)
+
     def unavailable(self, impl: str) -> str | None:
         if impl == "pympi" and not self.pympi_py:
             return self.pympi_why
@@ -302,6 +310,7 @@ def measure_impl(launch: Launch, impl: str, n: int, ops: list[str], sizes: list[
                 log(f"{impl} x{n}: {r['op']:9s} {r['size']:>9,} B  {r['time_s'] * 1e6:12.1f} us"
                     f"  x{r['iters']}" + (f"  WRONG: {r['wrong']}" if r.get("wrong") else ""))
         cmd, env = launch(impl, n, worker_argv(impl, todo, sizes))
+        launch.settle()
         recs, error, _ = run_job(cmd, env, limit, idle, seen)
         ready = [r for r in recs if r.get("event") == "ready"]
         if ready:
@@ -342,6 +351,7 @@ def run_iops(launch: Launch, impl: str, n: int, name: str, argv: list[str],
         return row
     cmd, env = launch(impl, n, [str(HERE / "iops.py"), "--impl",
                                 "mpi4py" if impl.startswith("mpi4py") else impl, *argv])
+    launch.settle()
     t0 = time.monotonic()
     recs, error, _ = run_job(cmd, env, limit, idle)
     row["wall_s"] = time.monotonic() - t0
@@ -355,6 +365,62 @@ def run_iops(launch: Launch, impl: str, n: int, name: str, argv: list[str],
     log(f"iops {impl} x{n} {name}: " + (f"{row['time_s']:.2f} s" if "time_s" in row
                                         else f"failed: {row['error']}"))
     return row
+
+
+# ----------------------------------------------------------------------------- rounds
+
+def in_round(impls: list[str], r: int) -> list[str]:
+    """The order of the implementations in round r: reversed every other round, so
+    that none always runs right after the same one."""
+    return list(impls) if r % 2 == 0 else list(reversed(impls))
+
+
+def median_record(recs: list[dict]) -> dict:
+    """Of one cell's records over the rounds: the one with the median time (the lower
+    middle one for an even count), with every round's time in rounds_time_s; marked
+    wrong if any round was wrong; an error only if no round measured it."""
+    good = sorted((r for r in recs if "time_s" in r and not r.get("error")),
+                  key=lambda r: r["time_s"])
+    if not good:
+        return dict(recs[0])
+    out = dict(good[(len(good) - 1) // 2])
+    out["rounds_time_s"] = [r.get("time_s") for r in recs]
+    wrong = next((r["wrong"] for r in recs if r.get("wrong")), None)
+    if wrong:
+        out["wrong"] = wrong
+    return out
+
+
+def merge_runs(rounds: list[dict]) -> list[dict]:
+    """One run per (implementation, ranks) from every round's: each (op, size) its
+    median record; a round's error is kept, naming the round."""
+    merged: dict = {}
+    for run in rounds:
+        key = (run["impl"], run["ranks"])
+        m = merged.setdefault(key, {"impl": run["impl"], "ranks": run["ranks"],
+                                    "label": run["label"], "info": "", "errors": [],
+                                    "cells": {}, "wall_s": 0.0})
+        m["info"] = m["info"] or run["info"]
+        m["wall_s"] += run.get("wall_s", 0.0)
+        if run["error"]:
+            m["errors"].append(f"round {run['round'] + 1}: {run['error']}")
+        for r in run["results"]:
+            m["cells"].setdefault((r["op"], r["size"]), []).append(r)
+    out = []
+    for m in merged.values():
+        cells = m.pop("cells")
+        m["error"] = "; ".join(m.pop("errors"))
+        m["results"] = [median_record(recs) for recs in cells.values()]
+        out.append(m)
+    return out
+
+
+def merge_iops(rounds: list[dict]) -> list[dict]:
+    """One row per (implementation, ranks, workload): its median round."""
+    groups: dict = {}
+    for row in rounds:
+        groups.setdefault((row["impl"], row["ranks"], row["workload"]), []).append(row)
+    return [median_record(rows) for rows in groups.values()]
 
 
 # ----------------------------------------------------------------------------- report
@@ -412,6 +478,15 @@ def cell_time(idx, impl, n, op, size) -> tuple[str, float | None]:
     return fmt_time(r["time_s"]) + mark, r["time_s"]
 
 
+def rounds_sentence(meta: dict) -> str:
+    rounds = meta.get("rounds", 1)
+    if rounds == 1:
+        return "Every job ran once."
+    return (f"Every job ran {rounds} times, the implementations taking turns (in reverse "
+            f"order every other round), after a pause of {meta.get('settle_s', 0):g} s "
+            "each; a cell shows its median round (comm.json has every round's).")
+
+
 def markdown(meta: dict, runs: list[dict], iops: list[dict]) -> str:
     idx = lookup(runs)
     impls = meta["impls"]
@@ -430,7 +505,7 @@ def markdown(meta: dict, runs: list[dict], iops: list[dict]) -> str:
           "send buffer (size/p to each rank). Time: the median of the timed runs on each "
           "rank after warm-up, the slowest rank's (ping-pong: half of rank 0's round trip "
           "between ranks 0 and 1); bcast has an untimed barrier after each run (OSU). "
-          "Bandwidth: size / time.", ""]
+          "Bandwidth: size / time. " + rounds_sentence(meta), ""]
 
     # failures first, so they are seen
     fails = [r for r in runs if r["error"]]
@@ -511,7 +586,7 @@ def markdown(meta: dict, runs: list[dict], iops: list[dict]) -> str:
         L += ["", f"**pympi's iops workload** (lowercase alltoall of numpy parts; mixed: "
               f"`--min-size 8 --step-size 2 --step-expo 0.5 --max-size {meta['mixed_max']}`"
               + (" — scaled down from pympi's 28 to keep the bench short"
-                 if meta["mixed_max"] != 28 else "") + "; time of the timed loop; ratio: "
+                 if meta["mixed_max"] != 28 else "") + "; time of the timed loop, the median round; ratio: "
               "peer time / foehn time)", "",
               "| workload | ranks | messages | data | " + " | ".join(
                   f"{LABELS[i]} | IOPS" for i in iops_impls) +
@@ -680,6 +755,11 @@ def main() -> None:
     ap.add_argument("--mpi4py-python", default=PY,
                     help="the python whose mpi4py (built against Open MPI) runs")
     ap.add_argument("--limit", type=float, default=240, help="seconds per job (pympi: 2x)")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="times every job runs, implementations alternating; a cell "
+                         "reports its median round")
+    ap.add_argument("--settle", type=float, default=3,
+                    help="seconds of pause before each job")
     ap.add_argument("--idle", type=float, default=60,
                     help="seconds without a line before a job counts as hung (pympi: 2x)")
     args = ap.parse_args()
@@ -691,6 +771,8 @@ def main() -> None:
         if i not in LABELS:
             sys.exit(f"unknown implementation {i!r}: one of {', '.join(LABELS)}")
     ranks = [int(n) for n in args.ranks.split(",")]
+    if args.rounds < 1:
+        sys.exit(f"--rounds must be at least 1, not {args.rounds}")
     ops = [o for o in args.ops.split(",") if o]
     sizes = [int(s) for s in args.sizes.split(",") if s]
     iops_impls = [i for i in args.iops_impls.split(",") if i]
@@ -703,29 +785,38 @@ def main() -> None:
             "latency_size": LATENCY_SIZE, "iops_impls": iops_impls,
             "iops_ranks": iops_ranks, "mixed_max": args.mixed_max_size,
             "mpi4py_python": args.mpi4py_python}
+    meta.update(rounds=args.rounds, settle_s=args.settle)
     launch = Launch(args)
     t0 = time.monotonic()
-    runs = []
+    run_rounds = []
     for n in ranks:
-        for impl in impls:
-            slow = impl == "pympi"
-            log(f"{impl} on {n} ranks")
-            runs.append(measure_impl(launch, impl, n, ops, sizes,
-                                     args.limit * (2 if slow else 1),
-                                     args.idle * (2 if slow else 1)))
-    iops = []
+        for r in range(args.rounds):
+            for impl in in_round(impls, r):
+                slow = impl == "pympi"
+                log(f"{impl} on {n} ranks (round {r + 1} of {args.rounds})")
+                run = measure_impl(launch, impl, n, ops, sizes,
+                                   args.limit * (2 if slow else 1),
+                                   args.idle * (2 if slow else 1))
+                run["round"] = r
+                run_rounds.append(run)
+    iops_rounds = []
     for n in iops_ranks:
         for name, argv in IOPS.items():
             argv = [a.format(mixed=args.mixed_max_size) for a in argv]
-            for impl in iops_impls:
-                slow = impl == "pympi"
-                iops.append(run_iops(launch, impl, n, name, argv,
-                                     args.limit * (2 if slow else 1),
-                                     args.idle * (2 if slow else 1)))
+            for r in range(args.rounds):
+                for impl in in_round(iops_impls, r):
+                    slow = impl == "pympi"
+                    row = run_iops(launch, impl, n, name, argv,
+                                   args.limit * (2 if slow else 1),
+                                   args.idle * (2 if slow else 1))
+                    row["round"] = r
+                    iops_rounds.append(row)
+    runs, iops = merge_runs(run_rounds), merge_iops(iops_rounds)
     meta["load_after"] = " ".join(f"{x:.1f}" for x in os.getloadavg())
     meta["wall_s"] = time.monotonic() - t0
-    (out / "comm.json").write_text(json.dumps({"meta": meta, "runs": runs, "iops": iops},
-                                              indent=2))
+    (out / "comm.json").write_text(json.dumps(
+        {"meta": meta, "runs": runs, "iops": iops, "run_rounds": run_rounds,
+         "iops_rounds": iops_rounds}, indent=2))
     table = markdown(meta, runs, iops)
     (out / "comm.md").write_text(table)
     try:
