@@ -175,6 +175,36 @@ static int bruck(foehn_coll *c, unsigned char *recvbuf, size_t bytes)
     return rc;
 }
 
+/* Neighbor exchange (Chen et al.), for an even number of ranks: pairs swap their own
+ * blocks, then each step passes the two blocks just received to the neighbor on the
+ * other side, so n/2 steps instead of a ring's n - 1. Each step waits for a neighbor;
+ * on a host with more ranks than cores that wait is a scheduling round, and fewer
+ * steps (of twice the bytes) cost less. */
+static int neighbor_exchange(foehn_coll *c, unsigned char *recvbuf, size_t bytes)
+{
+    int n = c->size, rank = c->rank, even = rank % 2 == 0;
+    int neighbor[2], from[2], step[2];
+    neighbor[0] = even ? (rank + 1) % n : (rank - 1 + n) % n;
+    neighbor[1] = even ? (rank - 1 + n) % n : (rank + 1) % n;
+    from[0] = from[1] = even ? rank : neighbor[0];
+    step[0] = even ? 2 : -2;
+    step[1] = -step[0];
+    int rc = foehn_coll_sendrecv(c, neighbor[0], foehn_coll_at(recvbuf, (size_t)rank * bytes),
+                                 bytes, neighbor[0],
+                                 foehn_coll_at(recvbuf, (size_t)neighbor[0] * bytes), bytes);
+    /* blocks from and from + 1 travel together: the pair that swapped at step 0 */
+    int send_from = even ? rank : from[0];
+    for (int i = 1; i < n / 2 && rc == FOEHN_OK; i++) {
+        int p = i % 2;
+        from[p] = (from[p] + step[p] + n) % n;
+        rc = foehn_coll_sendrecv(c, neighbor[p], foehn_coll_at(recvbuf, (size_t)send_from * bytes),
+                                 2 * bytes, neighbor[p],
+                                 foehn_coll_at(recvbuf, (size_t)from[p] * bytes), 2 * bytes);
+        send_from = from[p];
+    }
+    return rc;
+}
+
 int foehn_alg_allgather(foehn_coll *c, const void *sendbuf, size_t sendbytes, void *recvbuf,
                         const size_t *counts, const size_t *displs)
 {
@@ -192,5 +222,7 @@ int foehn_alg_allgather(foehn_coll *c, const void *sendbuf, size_t sendbytes, vo
     }
     if (!counts && total < ALLGATHER_RING_MIN)
         return bruck(c, recvbuf, sendbytes);
+    if (!counts && n % 2 == 0 && n > 2)
+        return neighbor_exchange(c, recvbuf, sendbytes);
     return foehn_coll_ring_allgather(c, recvbuf, &l, 0);
 }
