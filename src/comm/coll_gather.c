@@ -193,7 +193,7 @@ static int neighbor_exchange(foehn_coll *c, unsigned char *recvbuf, size_t bytes
                                  bytes, neighbor[0],
                                  foehn_coll_at(recvbuf, (size_t)neighbor[0] * bytes), bytes);
     /* blocks from and from + 1 travel together: the pair that swapped at step 0 */
-    int send_from = even ? rank : from[0];
+    int send_from = from[0];
     for (int i = 1; i < n / 2 && rc == FOEHN_OK; i++) {
         int p = i % 2;
         from[p] = (from[p] + step[p] + n) % n;

@@ -241,7 +241,7 @@ static int ring_reduce_scatter(const red *r, const unsigned char *in, unsigned c
         rc = foehn_coll_sendrecv(c, (rank + 1) % n, foehn_coll_at(from, soff), slen,
                                  (rank - 1 + n) % n, in ? foehn_coll_at(work, roff) : tmp, rlen);
         if (rc == FOEHN_OK)
-            rc = in ? apply(r, in + roff, work + roff, rlen) : apply(r, tmp, work + roff, rlen);
+            rc = apply(r, in ? in + roff : tmp, work + roff, rlen);
     }
     free(tmp);
     return rc;
